@@ -1,0 +1,81 @@
+"""Claims of notebook 1.3 (three kinds of interaction), asserted through the package."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+from mldyn_lite.flows import rk4_flow
+from mldyn_lite.memory import fit_exponential_sum
+from mldyn_lite.vector_fields import (
+    central_differences,
+    evaluate_polynomial_vector_field,
+    fit_polynomial_vector_field,
+    monomial_library,
+)
+
+
+def wiggly_field(t, x):
+    return torch.sin(3 * x) * np.cos(2 * t) + 0.5 * torch.sin(5 * x + t)
+
+
+def test_one_dimensional_flow_map_is_strictly_increasing():
+    x0 = torch.linspace(-2, 2, 401, dtype=torch.float64)[:, None]
+    flow_map = rk4_flow(wiggly_field, x0, T=1.5, steps=300)[:, 0]
+    increments = torch.diff(flow_map)
+    assert increments.min() > 1e-4  # notebook: smallest increment 2.0e-4
+    # a decreasing target such as y = -x is therefore out of reach: the misfit stays large
+    assert torch.mean((flow_map + x0[:, 0]) ** 2) > 0.5
+
+
+LAGS = np.linspace(0, 20, 2001)
+
+
+def test_exponential_kernel_needs_one_unit_and_a_delay_does_not_fit_with_sixteen():
+    exponential, bump = np.exp(-LAGS), np.exp(-((LAGS - 6) ** 2))
+    assert fit_exponential_sum(LAGS, exponential, [1.0])[2] < 1e-12
+    sixteen = np.logspace(-1, 1, 16)
+    assert fit_exponential_sum(LAGS, exponential, sixteen)[2] < 1e-6
+    assert fit_exponential_sum(LAGS, bump, sixteen)[2] > 0.25
+    errors = [fit_exponential_sum(LAGS, bump, np.logspace(-1, 1, m))[2] for m in (2, 4, 8, 16)]
+    assert all(a > b for a, b in zip(errors, errors[1:]))  # more units help, slowly
+
+
+def test_fit_exponential_sum_validates():
+    with pytest.raises(ValueError, match="rates"):
+        fit_exponential_sum(LAGS, np.exp(-LAGS), [-1.0])
+    with pytest.raises(ValueError, match="same shape"):
+        fit_exponential_sum(LAGS, np.exp(-LAGS[:-1]), [1.0])
+    with pytest.raises(ValueError, match="NaN"):
+        fit_exponential_sum(LAGS, np.full_like(LAGS, np.nan), [1.0])
+
+
+def test_linear_vector_field_is_recovered_from_one_trajectory():
+    matrix = np.array([[0.0, 1.0], [-1.0, -0.2]])
+    times = np.linspace(0, 20, 2001)
+    trajectory = solve_ivp(lambda t, x: matrix @ x, (0, 20), [2.0, 0.0], t_eval=times, rtol=1e-11, atol=1e-12).y.T
+    coefficients, names = fit_polynomial_vector_field(times, trajectory, degree=1)
+    assert names == ["1", "x1", "x2"]
+    assert np.abs(coefficients[1:].T - matrix).max() < 1e-4  # notebook: 1.6e-05
+    assert np.abs(coefficients[0]).max() < 1e-10
+    field = evaluate_polynomial_vector_field(coefficients, 1, trajectory[:5])
+    assert field == pytest.approx(trajectory[:5] @ matrix.T, abs=1e-3)
+
+
+def test_central_differences_are_second_order():
+    errors = []
+    for n in (101, 201, 401):
+        t = np.linspace(0, 1, n)
+        _, derivative = central_differences(t, np.sin(t)[:, None])
+        errors.append(np.abs(derivative[:, 0] - np.cos(t[1:-1])).max())
+    assert errors[0] / errors[1] == pytest.approx(4, rel=0.05)
+
+
+def test_monomial_library_and_validation():
+    features, names = monomial_library(np.array([[2.0, 3.0]]), 2)
+    assert names == ["1", "x1", "x2", "x1*x1", "x1*x2", "x2*x2"]
+    assert features[0].tolist() == [1, 2, 3, 4, 6, 9]
+    with pytest.raises(ValueError, match="uniformly"):
+        central_differences(np.array([0.0, 0.1, 0.3]), np.zeros((3, 1)))
+    with pytest.raises(TypeError, match="degree"):
+        monomial_library(np.zeros((2, 2)), 1.5)
