@@ -27,7 +27,6 @@ STAMP = VENV / ".mldyn-installed"
 BOOK_ENV = {
     "PLOTLY_RENDERER": "notebook_connected",  # myst-nb drops plotly output otherwise
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
-    "MPLBACKEND": "Agg",
 }
 BUILD = ["jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
 

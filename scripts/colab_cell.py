@@ -6,6 +6,7 @@ script writes the install cell that pip-installs mldyn_lite from that URL
 
     python3 scripts/colab_cell.py          # check, exit 1 if a notebook is out of date
     python3 scripts/colab_cell.py --write  # rewrite the first cell of every notebook
+    python3 scripts/colab_cell.py --write notebooks/ch1/01_supervised_learning.ipynb  # only this one
 """
 
 from __future__ import annotations
@@ -69,7 +70,8 @@ def sync(path: Path, write: bool) -> bool:
 
 def main(argv: list[str]) -> int:
     write = "--write" in argv
-    stale = [p for p in notebooks() if not sync(p, write)]
+    paths = [Path(a).resolve() for a in argv if a != "--write"] or notebooks()
+    stale = [p for p in paths if not sync(p, write)]
     for p in stale:
         print(f"out of date: {p.relative_to(ROOT)} (run: python3 scripts/colab_cell.py --write)")
     return 1 if stale else 0
