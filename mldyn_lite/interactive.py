@@ -66,7 +66,11 @@ def slider_figure(traces: Callable, values: Sequence, *, slider_label: str, titl
 
 
 def kernel_slider(update: Callable, values: Sequence, description: str = "value"):
-    """Live ipywidgets slider over ``values`` calling ``update(value)`` (needs a kernel)."""
+    """Live ipywidgets slider over ``values`` calling ``update(value)`` (needs a kernel).
+
+    ``update`` takes the slider value as its single positional argument; its
+    parameter may have any name.
+    """
     import ipywidgets
 
     check_callable("update", update)
@@ -75,4 +79,4 @@ def kernel_slider(update: Callable, values: Sequence, description: str = "value"
         raise ValueError("values must hold at least one slider position")
     slider = ipywidgets.SelectionSlider(options=values, value=values[0], description=description,
                                         continuous_update=False)
-    return ipywidgets.interact(update, value=slider)
+    return ipywidgets.interact(lambda value: update(value), value=slider)

@@ -1,0 +1,340 @@
+"""Claims of sections 2.6–2.8 (SGD as an SDE, weak approximation, cSGD), asserted through mldyn_lite.sme."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+
+import mldyn_lite as ml
+from mldyn_lite import sme
+
+F64 = torch.float64
+LRS = 2.0 ** -np.arange(3, 10)   # eta = 2^-3 ... 2^-9, T = 2 (REFERENCES §3)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    ml.setup(seed=0)
+
+
+# --------------------------------------------------------------------------- exact weak-error orders
+
+@pytest.mark.parametrize("moments", [lambda lr: sme.multiplicative_noise_moments(lr, 2.0, 1.0),
+                                     lambda lr: sme.additive_noise_moments(lr, 2.0, 3.0)],
+                         ids=["multiplicative", "additive"])
+def test_weak_error_orders_on_exact_cases(moments):
+    errors = {m: [abs(moments(lr)["sgd"] - moments(lr)[m]) for lr in LRS] for m in ("sme1", "sme2")}
+    assert abs(sme.weak_error_slope(LRS, errors["sme1"]) - 1) < 0.15
+    assert abs(sme.weak_error_slope(LRS, errors["sme2"]) - 2) < 0.2
+
+
+def test_gradient_flow_order_differs_between_exact_cases():
+    mult = [abs(sme.multiplicative_noise_moments(lr, 2.0)["sgd"] - np.exp(-4) / 2) for lr in LRS]
+    add = [abs(sme.additive_noise_moments(lr, 2.0, 3.0)["sgd"] - 9 * np.exp(-4)) for lr in LRS]
+    assert abs(sme.weak_error_slope(LRS, mult) - 2) < 0.2        # the cancellation of section 3
+    assert abs(sme.weak_error_slope(LRS, add) - 1) < 0.15
+    # from x0 = 3, SME1 is less accurate than the gradient flow; from x0 = 0 the flow is useless
+    m3, m0 = sme.additive_noise_moments(0.125, 2.0, 3.0), sme.additive_noise_moments(0.125, 2.0, 0.0)
+    assert abs(m3["sgd"] - m3["sme1"]) > abs(m3["sgd"] - m3["gradient_flow"])
+    assert abs(m0["sgd"] - m0["sme1"]) / m0["sgd"] < 0.1 and m0["gradient_flow"] == 0.0
+
+
+@pytest.mark.parametrize("name,x0,formula", [
+    ("multiplicative", [1.0, -1.0], lambda: sme.multiplicative_noise_moments(0.125, 2.0, 2.0)["sgd"]),
+    ("additive_gaussian", [3.0], lambda: sme.additive_noise_moments(0.125, 2.0, 3.0)["sgd"])])
+def test_exact_sgd_moments_match_simulation(name, x0, formula):
+    chains = sme.sgd_paths(sme.toy_problem(name).stochastic_gradient, torch.tensor(x0, dtype=F64), 0.125, 16,
+                           n_paths=100_000, seed=1)
+    phi = 0.5 * (chains ** 2).sum(1) if name == "multiplicative" else chains[:, 0] ** 2
+    mean, err = sme.monte_carlo_mean(phi.numpy())
+    assert abs(mean - formula()) < 4 * err
+
+
+# --------------------------------------------------------------------------- modified equation (GD)
+
+def _loss(theta):
+    return 0.5 * theta[:, 0] ** 2 + theta[:, 1] ** 2 + 0.125 * (theta[:, 0] + theta[:, 1]) ** 4
+
+
+def test_gradient_descent_follows_modified_flow_to_second_order():
+    def grad(x):
+        x = x.detach().requires_grad_(True)
+        return torch.autograd.grad(_loss(x).sum(), x)[0]
+
+    def end(field, x0):
+        def rhs(t, x):
+            return -field(torch.tensor(x[None, :]))[0].numpy()
+
+        return solve_ivp(rhs, (0, 2.0), x0, method="DOP853", rtol=1e-11, atol=1e-12).y[:, -1]
+
+    x0, lrs = np.array([1.5, -0.5]), 2.0 ** -np.arange(3, 7)
+    flow = end(grad, x0)
+    e_flow, e_mod = [], []
+    for lr in lrs:
+        x = torch.tensor(x0[None, :])
+        for _ in range(round(2.0 / lr)):
+            x = x - lr * grad(x)
+        e_flow.append(np.linalg.norm(x[0].numpy() - flow))
+        e_mod.append(np.linalg.norm(x[0].numpy() - end(sme.modified_gradient(_loss, lr), x0)))
+    assert abs(ml.loglog_slope(lrs, e_flow)[0] - 1) < 0.1
+    assert abs(ml.loglog_slope(lrs, e_mod)[0] - 2) < 0.15
+
+
+def test_modified_gradient_matches_hand_formula():
+    x = torch.tensor([[0.3, -0.7], [1.0, 2.0]], dtype=F64)
+    lr = 0.1
+    s = x[:, 0] + x[:, 1]
+    g = torch.stack([x[:, 0] + 0.5 * s ** 3, 2 * x[:, 1] + 0.5 * s ** 3], 1)
+    c = 1.5 * s ** 2                                           # d^2/dx^2 of s^4/8
+    hess_g = torch.stack([(1 + c) * g[:, 0] + c * g[:, 1], c * g[:, 0] + (2 + c) * g[:, 1]], 1)
+    assert torch.allclose(sme.modified_gradient(_loss, lr)(x), g + 0.5 * lr * hess_g, atol=1e-12)
+
+
+# --------------------------------------------------------------------------- covariance and stationary spread
+
+def _regression():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(200, 2, generator=gen, dtype=F64) @ torch.tensor([[1.0, 0.0], [0.5, 0.6]], dtype=F64).T
+    y = X @ torch.tensor([1.0, -2.0], dtype=F64) + 0.5 * torch.randn(200, generator=gen, dtype=F64)
+    theta_star = torch.linalg.solve(X.T @ X, X.T @ y)
+    return X, y, theta_star, (X.T @ X / 200).numpy()
+
+
+def test_minibatch_covariance_matches_per_sample_formula():
+    X, y, theta_star, _ = _regression()
+    exact = sme.per_sample_covariance(X * (X @ theta_star - y)[:, None], 4)
+    sampled = sme.minibatch_covariance(sme.least_squares_oracle(X, y, 4), theta_star, 20000, seed=1)
+    assert (torch.linalg.norm(sampled - exact) / torch.linalg.norm(exact)).item() < 0.05
+
+
+def _stationary_ratio(lr, chains=500, seed=2):
+    X, y, theta_star, H = _regression()
+    sigma = sme.per_sample_covariance(X * (X @ theta_star - y)[:, None], 4).numpy()
+    relaxation = 1.0 / (2 * np.linalg.eigvalsh(H).min() * lr)
+    burn, every = int(6 * relaxation), max(1, int(relaxation / 8))
+    _, hist = sme.sgd_paths(sme.least_squares_oracle(X, y, 4), theta_star, lr, burn + int(10 * relaxation),
+                            n_paths=chains, record_every=every, seed=seed)
+    dev = hist[burn // every + 1:] - theta_star
+    measured = (dev ** 2).sum(-1).mean().item()
+    return measured / np.trace(sme.ou_stationary_covariance(H, lr * sigma))
+
+
+def test_small_learning_rate_stationary_spread_matches_sme():
+    assert abs(_stationary_ratio(0.02) - 1) < 0.10
+
+
+def test_large_learning_rate_spread_exceeds_sme():
+    assert _stationary_ratio(0.4) > 1.2
+
+
+def test_bernoulli_slider_variances():
+    problem = sme.toy_problem("additive_bernoulli")
+    for lr, low, high in [(0.05, 0.95, 1.05), (2 / 3, 1.3, 1.8)]:
+        final = sme.sgd_paths(problem.stochastic_gradient, torch.tensor([2.0], dtype=F64), lr, round(2 / lr),
+                              n_paths=20000, seed=3)[:, 0]
+        _, cov = sme.ou_moments(np.eye(1), lr * np.eye(1), [2.0], 2.0)
+        assert low < final.var().item() / cov[0, 0] < high
+
+
+# --------------------------------------------------------------------------- SDE integrators
+
+def test_ou_moments_stable_and_van_loan_branches():
+    mean, cov = sme.ou_moments(np.eye(1), 0.1 * np.eye(1), [3.0], 2.0)
+    assert np.isclose(mean[0] ** 2 + cov[0, 0], sme.additive_noise_moments(0.1, 2.0, 3.0)["sme1"])
+    from scipy.integrate import quad_vec
+    from scipy.linalg import expm
+    A, Q = np.array([[1.0, 0.3], [0.3, 0.5]]), np.array([[1.0, 0.2], [0.2, 0.5]])
+    _, cov = sme.ou_moments(-A, Q, [1.0, 2.0], 0.5)              # unstable drift: Van Loan branch
+    reference = quad_vec(lambda s: expm(A * s) @ Q @ expm(A.T * s), 0, 0.5)[0]
+    assert np.allclose(cov, reference, atol=1e-10)
+    _, cov = sme.ou_moments(A, Q, [1.0, 2.0], 60.0)
+    assert np.allclose(cov, sme.ou_stationary_covariance(A, Q), atol=1e-12)
+
+
+def test_deterministic_orders_of_the_two_schemes():
+    drift = sme.toy_problem("logcosh").sme_drift(0.5, 2)
+    exact = solve_ivp(lambda t, x: drift(x), (0, 1.0), [2.0], rtol=1e-12, atol=1e-12).y[0, -1]
+    steps = np.array([4, 8, 16, 32])
+    for scheme, order in [("euler", 1), ("weak2", 2)]:
+        errors = [abs(sme.sde_paths(drift, lambda x: 0 * x, torch.tensor([2.0], dtype=F64), 1.0, int(s), n_paths=1,
+                                    scheme=scheme)[0, 0].item() - exact) for s in steps]
+        assert abs(-ml.loglog_slope(steps, errors)[0] - order) < 0.15
+
+
+def test_weak2_scheme_reproduces_its_moment_recursion():
+    # OU dX = -X dt + b dW: the scheme gives X' = X (1 - h + h^2/2) + b dW (1 - h/2) exactly
+    b, h, n = 0.7, 0.25, 8
+    x = sme.sde_paths(lambda x: -x, lambda x: b + 0 * x, torch.tensor([1.0], dtype=F64), h * n, n,
+                      n_paths=200_000, scheme="weak2", seed=5)[:, 0]
+    m = 1.0
+    for _ in range(n):
+        m = (1 - h + h * h / 2) ** 2 * m + b * b * h * (1 - h / 2) ** 2
+    mean, err = sme.monte_carlo_mean((x ** 2).numpy())
+    assert abs(mean - m) < 4 * err
+    exact = np.exp(-2 * h * n) + b * b * (1 - np.exp(-2 * h * n)) / 2
+    assert abs(m - exact) < 0.01                                  # O(h^2) accurate
+
+
+def test_kolmogorov_solver_against_exact_and_monte_carlo():
+    v = sme.sde_expectation_1d(lambda x: -x, lambda x: np.sqrt(0.1) + 0 * x, lambda x: x ** 2, 3.0, 2.0,
+                               domain=(-8, 10), n_grid=1801, time_steps=400)
+    assert abs(v - sme.additive_noise_moments(0.1, 2.0, 3.0)["sme1"]) < 1e-4
+    p = sme.toy_problem("logcosh")
+    v = sme.sde_expectation_1d(p.sme_drift(0.25, 2), p.sme_diffusion(0.25), lambda x: x ** 2, 2.0, 2.0,
+                               domain=(-6, 8), n_grid=1401, time_steps=200)
+    paths = sme.sde_paths(p.sme_drift(0.25, 2), p.sme_diffusion(0.25), torch.tensor([2.0], dtype=F64), 2.0, 64,
+                          n_paths=100_000, scheme="weak2", seed=3)
+    mean, err = sme.monte_carlo_mean((paths[:, 0] ** 2).numpy())
+    assert abs(v - mean) < 4 * err
+
+
+def test_logcosh_monte_carlo_orders():
+    p, lrs = sme.toy_problem("logcosh"), 2.0 ** -np.arange(1, 5)
+    flow = solve_ivp(lambda t, x: -p.gradient(x), (0, 2.0), [2.0], rtol=1e-12, atol=1e-12).y[0, -1]
+    e1, e2, ef = [], [], []
+    for i, lr in enumerate(lrs):
+        final = sme.sgd_paths(p.stochastic_gradient, torch.tensor([2.0], dtype=F64), lr, round(2 / lr),
+                              n_paths=200_000, seed=10 + i)[:, 0].numpy()
+        mean, err = sme.monte_carlo_mean(final ** 2)
+        s1, s2 = (sme.sde_expectation_1d(p.sme_drift(lr, o), p.sme_diffusion(lr), lambda x: x ** 2, 2.0, 2.0,
+                                         domain=(-6, 8), n_grid=1401, time_steps=200) for o in (1, 2))
+        e1.append(abs(mean - s1))
+        e2.append(abs(mean - s2))
+        ef.append(abs(mean - flow ** 2))
+        assert e1[-1] > 10 * err and e2[-1] < e1[-1] / 5
+    assert abs(sme.weak_error_slope(lrs, e1) - 1) < 0.15
+    assert abs(sme.weak_error_slope(lrs, ef) - 1) < 0.15
+
+
+# --------------------------------------------------------------------------- cSGD
+
+A, S, LR, X0, K = np.array([1.0, 0.1]), np.array([1.0, 1.0]), 0.5, 5.0, 3000
+
+
+def test_oracle_control_error_decays_like_one_over_k():
+    m, u = sme.quadratic_second_moments(A, S, LR, X0 ** 2 * np.ones(2), K, "oracle")
+    k = np.arange(K + 1)
+    tail = k >= K // 10
+    for i in range(2):
+        assert abs(ml.loglog_slope(k[tail], m[tail, i])[0] + 1) < 0.1
+    assert np.allclose(m[-1] * A ** 2 * K / S, 1.0, atol=0.01)    # m_k ≈ Sigma / (a^2 k)
+    assert np.all(u <= 1) and np.all(np.diff(u[100:], axis=0) <= 1e-15)
+
+
+def test_oracle_recursion_matches_simulated_sgd():
+    m, u = sme.quadratic_second_moments(A, S, LR, X0 ** 2 * np.ones(2), 400, "oracle")
+    scale, sd, schedule = torch.tensor(A), torch.tensor(np.sqrt(S)), torch.tensor(u)
+    theta = sme.sgd_paths(lambda x, g: scale * x + sd * torch.randn(x.shape, generator=g, dtype=F64),
+                          torch.full((2,), X0, dtype=F64), LR, 400, n_paths=4000,
+                          control=lambda k, th, g: schedule[k], seed=5)
+    assert np.allclose((theta ** 2).mean(0).numpy() / m[-1], 1.0, atol=0.08)
+
+
+def test_schedules_constant_and_global_one_over_k():
+    m_const, _ = sme.quadratic_second_moments(A, S, LR, X0 ** 2 * np.ones(2), K, "constant")
+    assert np.allclose(m_const[-1], LR * S / (A * (2 - LR * A)))
+    m_stiff, _ = sme.quadratic_second_moments(A, S, LR, X0 ** 2 * np.ones(2), K, lambda k: 1 / (1 + LR * k))
+    k = np.arange(K + 1)
+    tail = k >= K // 10
+    assert abs(ml.loglog_slope(k[tail], m_stiff[tail, 1])[0] + 0.2) < 0.05   # k^(-2a/c) with 2a/c = 0.2
+
+
+def test_practical_controller_close_to_oracle_on_toy():
+    scale, sd = torch.tensor(A), torch.tensor(np.sqrt(S))
+    theta = sme.sgd_paths(lambda x, g: scale * x + sd * torch.randn(x.shape, generator=g, dtype=F64),
+                          torch.full((2,), X0, dtype=F64), LR, K, n_paths=500, control=sme.CSGDController(LR), seed=4)
+    oracle, _ = sme.quadratic_second_moments(A, S, LR, X0 ** 2 * np.ones(2), K, "oracle")
+    ratio = (theta ** 2).mean(0).numpy() / oracle[-1]
+    assert ratio[0] < 1.2 and 1.2 < ratio[1] < 2.5        # close on the stiff, short of it on the soft coordinate
+
+
+def test_practical_controller_beats_schedules_on_regression():
+    gen = torch.Generator().manual_seed(0)
+    X = torch.randn(500, 2, generator=gen, dtype=F64) * torch.tensor([1.0, 0.3], dtype=F64)
+    y = X @ torch.tensor([1.0, -2.0], dtype=F64) + 0.5 * torch.randn(500, generator=gen, dtype=F64)
+    H, theta_star = X.T @ X / 500, torch.linalg.solve(X.T @ X, X.T @ y)
+    lam_min = torch.linalg.eigvalsh(H)[0].item()
+    oracle = sme.least_squares_oracle(X, y, 4)
+    risk = {}
+    for name, control in [("constant", None), ("soft", lambda k, t, g: 1 / (1 + LR * lam_min * k)),
+                          ("csgd", sme.CSGDController(LR))]:
+        theta = sme.sgd_paths(oracle, torch.zeros(2, dtype=F64), LR, 2000, n_paths=300, control=control, seed=7)
+        r = theta - theta_star
+        risk[name] = 0.5 * ((r @ H) * r).sum(-1).mean().item()
+    assert risk["csgd"] < risk["soft"] < risk["constant"] / 10
+
+
+# --------------------------------------------------------------------------- input validation
+
+def test_input_validation():
+    grad = sme.toy_problem("additive_gaussian").stochastic_gradient
+    x0 = torch.zeros(1, dtype=F64)
+    with pytest.raises(ValueError, match="lr"):
+        sme.sgd_paths(grad, x0, 0.0, 5, n_paths=3)
+    with pytest.raises(ValueError, match="lr"):
+        sme.sgd_paths(grad, x0, -0.1, 5, n_paths=3)
+    with pytest.raises(ValueError, match="n_paths"):
+        sme.sgd_paths(grad, x0, 0.1, 5, n_paths=-2)
+    with pytest.raises(ValueError, match="n_paths"):
+        sme.sgd_paths(grad, torch.zeros(4, 1, dtype=F64), 0.1, 5, n_paths=3)
+    with pytest.raises(ValueError, match="stochastic_gradient must return"):
+        sme.sgd_paths(lambda x, g: x[:, :0], x0, 0.1, 5, n_paths=3)
+    with pytest.raises(TypeError, match="stochastic_gradient"):
+        sme.sgd_paths("not a function", x0, 0.1, 5, n_paths=3)
+    with pytest.raises(ml.TrainingDivergedError, match="diverged"):
+        sme.sgd_paths(grad, x0, 3.0, 1500, n_paths=3)
+    with pytest.raises(ValueError, match="same number of samples"):
+        sme.least_squares_oracle(torch.zeros(5, 2, dtype=F64), torch.zeros(4, dtype=F64), 2)
+    with pytest.raises(ValueError, match="batch_size"):
+        sme.least_squares_oracle(torch.zeros(5, 2, dtype=F64), torch.zeros(5, dtype=F64), 0)
+    with pytest.raises(ValueError, match="scheme"):
+        sme.sde_paths(lambda x: -x, lambda x: x, x0, 1.0, 4, n_paths=2, scheme="milstein")
+    with pytest.raises(ValueError, match="n_paths"):
+        sme.sde_paths(lambda x: -x, lambda x: x, x0, 1.0, 4, n_paths=0)
+    with pytest.raises(ValueError, match="drift and diffusion must return"):
+        sme.sde_paths(lambda x: -x, lambda x: x[:, :0], x0, 1.0, 4, n_paths=2)
+    with pytest.raises(ValueError, match="noise_cov"):
+        sme.ou_moments(np.eye(2), np.eye(3), [0.0, 0.0], 1.0)
+    with pytest.raises(ValueError, match="stable"):
+        sme.ou_stationary_covariance(-np.eye(2), np.eye(2))
+    with pytest.raises(ValueError, match="same shape"):
+        sme.quadratic_second_moments([1.0, 2.0], [1.0], 0.1, [1.0, 1.0], 5)
+    with pytest.raises(ValueError, match="lr"):
+        sme.quadratic_second_moments([1.0], [1.0], 0.0, [1.0], 5)
+    with pytest.raises(ValueError, match="lr"):
+        sme.oracle_control(np.ones(1), np.ones(1), np.ones(1), -1.0)
+    with pytest.raises(ValueError, match="lr"):
+        sme.CSGDController(0.0)
+    with pytest.raises(ValueError, match="name"):
+        sme.toy_problem("cubic")
+    with pytest.raises(ValueError, match="x0 must lie inside"):
+        sme.sde_expectation_1d(lambda x: -x, lambda x: 1 + 0 * x, lambda x: x, 20.0, 1.0)
+    with pytest.raises(ValueError, match="per_sample_gradients"):
+        sme.per_sample_covariance(torch.zeros(5, dtype=F64))
+    with pytest.raises(ValueError, match="n_batches"):
+        sme.minibatch_covariance(grad, x0, 1)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu():
+    problem = sme.toy_problem("multiplicative")
+    results = {}
+    for device in ("cpu", "cuda"):
+        chains = sme.sgd_paths(problem.stochastic_gradient, torch.tensor([1.0, -1.0], dtype=F64), 0.125, 16,
+                               n_paths=100_000, seed=1, device=device)
+        assert chains.device.type == device
+        results[device] = sme.monte_carlo_mean((0.5 * (chains ** 2).sum(1)).cpu().numpy())
+        paths = sme.sde_paths(problem.sme_drift(0.125), problem.sme_diffusion(0.125), torch.tensor([1.0], dtype=F64),
+                              1.0, 8, n_paths=1000, scheme="weak2", seed=2, device=device)
+        assert paths.device.type == device
+    exact = sme.multiplicative_noise_moments(0.125, 2.0, 2.0)["sgd"]
+    for mean, err in results.values():
+        assert abs(mean - exact) < 4 * err
+    X, y, theta_star, _ = _regression()
+    covs = [sme.minibatch_covariance(sme.least_squares_oracle(X, y, 4), theta_star, 20000, seed=1, device=d).cpu()
+            for d in ("cpu", "cuda")]
+    assert torch.allclose(covs[0], covs[1], rtol=0.1, atol=1e-3)
+    ctrl = sme.CSGDController(0.5)
+    out = sme.sgd_paths(problem.stochastic_gradient, torch.ones(2, dtype=F64), 0.1, 50, n_paths=10, control=ctrl,
+                        device="cuda")
+    assert out.device.type == "cuda"
