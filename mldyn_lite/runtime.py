@@ -7,7 +7,9 @@
   outputs are reproduced exactly on re-execution.
 * :func:`set_threads` sets torch's intra-op threads. On a 2-core machine torch
   with 2 threads slows sharply as soon as the other core is busy (a notebook
-  kernel next to a browser, two test workers), so the default is 1.
+  kernel next to a browser, two test workers), so the default is 1. The same
+  holds for the BLAS library behind numpy and scipy, which is limited through
+  ``threadpoolctl``.
 """
 
 from __future__ import annotations
@@ -55,9 +57,14 @@ def set_seed(seed: int) -> None:
 
 
 def set_threads(threads: int = DEFAULT_THREADS) -> None:
-    """Set the number of torch intra-op threads (default 1, see module docstring)."""
+    """Set torch's intra-op threads and the BLAS threads of numpy/scipy (default 1, see module docstring)."""
     threads = check_int("threads", threads, minimum=1)
     torch.set_num_threads(threads)
+    try:
+        from threadpoolctl import threadpool_limits
+    except ModuleNotFoundError:  # optional: without it only torch is limited
+        return
+    threadpool_limits(limits=threads)
 
 
 def setup(seed: int = 0, threads: int = DEFAULT_THREADS, device: str | torch.device | None = None) -> torch.device:

@@ -71,3 +71,15 @@ def test_setup_returns_device_and_applies_style():
         assert mpl.rcParams["axes.spines.top"] is False
     finally:
         torch.set_num_threads(before)
+
+
+def test_set_threads_limits_blas_threads_too():
+    from threadpoolctl import threadpool_info, threadpool_limits
+
+    with threadpool_limits():  # restore the original limits afterwards
+        before = torch.get_num_threads()
+        try:
+            ml.set_threads(1)
+            assert all(pool["num_threads"] == 1 for pool in threadpool_info())
+        finally:
+            torch.set_num_threads(before)

@@ -1,0 +1,228 @@
+"""Claims of notebooks/ch1/01_supervised_learning.ipynb, asserted through mldyn_lite.supervised.
+
+The polynomial experiments use exactly the notebook's settings (so the numbers it prints are the
+numbers checked here); the network experiment uses the notebook's settings with fewer sizes and
+repeats, to keep this file fast.
+"""
+
+import numpy as np
+import pytest
+import torch
+
+import mldyn_lite as ml
+from mldyn_lite import datasets, supervised
+
+NOISE = 0.3
+POLY_SIZES = [64, 128, 256, 512, 1024, 2048, 4096]
+
+
+@pytest.fixture(scope="module", autouse=True)
+def one_thread():
+    """The notebook's setting (ml.setup): one torch thread, which is also much faster on two busy cores."""
+    threads = torch.get_num_threads()
+    ml.set_threads(1)
+    yield
+    ml.set_threads(threads)
+
+
+def polynomial_law_ratio(run, degree, noise=NOISE):
+    """Measured mean (paired) gap divided by the least-squares prediction 2 sigma^2 p / N."""
+    return run.mean_gap(paired=True) / (2 * noise**2 * (degree + 1) / run.sizes)
+
+
+@pytest.fixture(scope="module")
+def polynomial_runs():
+    return {degree: supervised.generalisation_gap("polynomial", POLY_SIZES, repeats=200, noise=NOISE,
+                                                  n_population=20_000, degree=degree, seed=0)
+            for degree in (3, 5)}
+
+
+@pytest.fixture(scope="module")
+def network_run():
+    return supervised.generalisation_gap("shallow_net", [16, 1024], repeats=4, noise=NOISE, n_population=20_000,
+                                         width=32, steps=1500, seed=0)
+
+
+# --- ERM and PRM as written in the notebook ---------------------------------------------------
+
+def test_fit_polynomial_is_least_squares_on_legendre_features():
+    x, y = datasets.regression_1d(32, noise=NOISE, seed=1)
+    assert supervised.legendre_features(x, 5).shape == (32, 6)
+    features = supervised.legendre_features(x, 5)
+    coefficients, *_ = np.linalg.lstsq(features, y, rcond=None)   # an independent least-squares solver
+    grid = np.linspace(-1, 1, 50)
+    expected = supervised.legendre_features(grid, 5) @ coefficients
+    np.testing.assert_allclose(supervised.fit_polynomial(x, y, 5)(grid), expected, atol=1e-10)
+
+
+def test_fit_polynomial_interpolates_when_there_are_fewer_samples_than_features():
+    x, y = np.array([-0.5, 0.1, 0.7]), np.array([1.0, -2.0, 0.5])
+    np.testing.assert_allclose(supervised.fit_polynomial(x, y, 5)(x), y, atol=1e-12)
+
+
+def test_polynomial_prm_is_the_best_polynomial_and_its_approximation_errors():
+    errors = {d: supervised.excess_risk(supervised.polynomial_prm(d)) for d in (3, 5, 9)}
+    assert errors[3] == pytest.approx(0.00297, rel=0.01)
+    assert errors[5] == pytest.approx(1.02e-5, rel=0.01)
+    assert errors[9] < 1e-11
+    # least squares on a huge noise-free sample approaches the projection from above
+    x, _ = datasets.regression_1d(50_000, noise=0.0, seed=3)
+    sampled = supervised.fit_polynomial(x, datasets.default_target(x), 3)
+    assert errors[3] <= supervised.excess_risk(sampled) < errors[3] * 1.01
+
+
+def test_excess_risk_is_population_risk_minus_noise_variance():
+    predict = supervised.polynomial_prm(3)
+    x, y = datasets.regression_1d(400_000, noise=NOISE, seed=4)
+    assert supervised.square_risk(predict, x, y) == pytest.approx(NOISE**2 + supervised.excess_risk(predict), rel=0.01)
+
+
+def test_training_networks_together_is_training_them_alone():
+    """Adam on the summed empirical risks moves each network exactly as if it were trained alone."""
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(2, 10, generator=gen, dtype=torch.float64) * 2 - 1
+    y = torch.sin(3 * x)
+    start = [torch.randn(2, 8, generator=gen, dtype=torch.float64) for _ in range(3)]
+
+    together = [p.clone().requires_grad_() for p in start]
+    ml.fit(together, lambda: torch.mean((supervised.shallow_net(x, *together) - y) ** 2, dim=1).sum(), steps=100)
+    for r in range(2):
+        alone = [p[r : r + 1].clone().requires_grad_() for p in start]
+        ml.fit(alone, lambda r=r, alone=alone: torch.mean((supervised.shallow_net(x[r : r + 1], *alone) - y[r]) ** 2),
+               steps=100)
+        for p_together, p_alone in zip(together, alone):
+            torch.testing.assert_close(p_together.detach()[r : r + 1], p_alone.detach(), rtol=1e-9, atol=1e-12)
+
+
+# --- the experiment -----------------------------------------------------------------------------
+
+def test_polynomial_gap_follows_the_least_squares_law(polynomial_runs):
+    run = polynomial_runs[5]
+    slope, _ = ml.loglog_slope(run.sizes, run.mean_gap(paired=True))
+    assert -1.05 < slope < -0.95
+    ratio = polynomial_law_ratio(run, 5)
+    assert np.all((0.9 < ratio) & (ratio < 1.1)), ratio
+
+
+def test_misspecified_cubic_gap_is_slightly_above_the_law(polynomial_runs):
+    run = polynomial_runs[3]
+    slope, _ = ml.loglog_slope(run.sizes, run.mean_gap(paired=True))
+    assert -1.1 < slope < -0.9
+    ratio = polynomial_law_ratio(run, 3)
+    assert np.all((0.9 < ratio) & (ratio < 1.25)), ratio
+    assert 1.0 < ratio.mean() < 1.15
+
+
+def test_gap_grows_with_the_number_of_features(polynomial_runs):
+    assert np.all(polynomial_runs[5].mean_gap(paired=True) > polynomial_runs[3].mean_gap(paired=True))
+
+
+def test_pairing_with_the_target_reduces_the_noise(polynomial_runs):
+    run = polynomial_runs[5]
+    plain = run.standard_error()[-1] / abs(run.mean_gap()[-1])
+    paired = run.standard_error(paired=True)[-1] / run.mean_gap(paired=True)[-1]
+    assert paired < 0.07
+    assert plain > 4 * paired
+    # both estimate the same mean: they agree within their (combined) standard errors
+    difference = run.mean_gap() - run.mean_gap(paired=True)
+    assert np.all(np.abs(difference) < 3 * run.standard_error())
+
+
+def test_risks_approach_the_floor_from_both_sides(polynomial_runs):
+    floors = {d: NOISE**2 + supervised.excess_risk(supervised.polynomial_prm(d)) for d in (3, 5)}
+    for degree, run in polynomial_runs.items():
+        empirical, population = run.mean_risks(paired=True)
+        assert np.all(np.diff(empirical) > 0), empirical
+        assert np.all(np.diff(population) < 0), population
+        assert np.all(empirical < floors[degree]) and np.all(population > floors[degree])
+        assert population[-1] == pytest.approx(floors[degree], rel=0.005)
+    # the smaller space has the smaller gap but the larger population risk for N >= 128
+    cubic, quintic = polynomial_runs[3].mean_risks(paired=True)[1], polynomial_runs[5].mean_risks(paired=True)[1]
+    assert np.all(cubic[1:] > quintic[1:])
+    assert cubic[0] == pytest.approx(quintic[0], rel=0.02)
+
+
+def test_network_gap_shrinks_by_more_than_ten(network_run):
+    gap = network_run.mean_gap(paired=True)
+    assert gap[-1] > 0
+    assert gap[-1] < gap[0] / 10
+    slope, _ = ml.loglog_slope(network_run.sizes, gap)
+    assert -1.3 < slope < -0.8
+    effective_features = network_run.sizes[-1] * gap[-1] / (2 * NOISE**2)
+    assert effective_features < 30   # far fewer than the 96 parameters
+
+
+def test_network_risks(network_run):
+    """The risk figure, and the training curves: with N = 16 the network fits the noise and predicts badly."""
+    empirical, population = network_run.mean_risks(paired=True)
+    assert empirical[0] < 0.75 * NOISE**2 and population[0] > 1.5 * NOISE**2
+    assert empirical[-1] < NOISE**2
+    assert empirical[0] < empirical[-1] and population[-1] < population[0]
+    assert population[-1] == pytest.approx(NOISE**2, abs=0.005)
+
+
+def test_exercise_less_noise_more_features():
+    sizes = np.array([64, 128, 256, 512, 1024])
+    run = supervised.generalisation_gap("polynomial", sizes, repeats=200, noise=0.1, n_population=20_000,
+                                        degree=9, seed=0)
+    ratio = polynomial_law_ratio(run, 9, noise=0.1)
+    assert np.all((0.9 < ratio[1:]) & (ratio[1:] < 1.1)), ratio
+    assert ratio[0] > 2   # N = 64 is not N >> p = 10: a few exploding fits dominate the mean
+    median_ratio = np.median(run.paired_gap[0]) / (2 * 0.1**2 * 10 / 64)
+    assert 0.8 < median_ratio < 1.3
+    assert -1.1 < ml.loglog_slope(sizes[1:], run.mean_gap(paired=True)[1:])[0] < -0.9
+
+
+# --- determinism and input validation -------------------------------------------------------------
+
+def test_generalisation_gap_is_deterministic():
+    first = supervised.generalisation_gap("polynomial", [16, 32], repeats=3, n_population=200, degree=2, seed=7)
+    second = supervised.generalisation_gap("polynomial", [16, 32], repeats=3, n_population=200, degree=2, seed=7)
+    other = supervised.generalisation_gap("polynomial", [16, 32], repeats=3, n_population=200, degree=2, seed=8)
+    np.testing.assert_array_equal(first.population, second.population)
+    assert not np.array_equal(first.population, other.population)
+
+
+def test_integer_valued_float_sizes_are_accepted():
+    run = supervised.generalisation_gap("polynomial", np.array([16.0, 32.0]), repeats=1, n_population=200, degree=1)
+    assert run.sizes.tolist() == [16, 32] and run.empirical.shape == (2, 1)
+
+
+def test_bad_hypothesis_is_rejected():
+    with pytest.raises(ValueError, match="hypothesis"):
+        supervised.generalisation_gap("spline", [16])
+
+
+@pytest.mark.parametrize("sizes", [[16, 32.5], ["64"], 64, [True, 16]])
+def test_non_integer_sizes_are_rejected(sizes):
+    with pytest.raises(TypeError, match="sizes"):
+        supervised.generalisation_gap("polynomial", sizes)
+
+
+@pytest.mark.parametrize("sizes", [[], [16, 1]])
+def test_empty_or_too_small_sizes_are_rejected(sizes):
+    with pytest.raises(ValueError, match="sizes"):
+        supervised.generalisation_gap("polynomial", sizes)
+
+
+def test_negative_noise_is_rejected():
+    with pytest.raises(ValueError, match="noise"):
+        supervised.generalisation_gap("polynomial", [16], noise=-0.1)
+
+
+def test_other_arguments_are_validated():
+    with pytest.raises(ValueError, match="repeats"):
+        supervised.generalisation_gap("polynomial", [16], repeats=0)
+    with pytest.raises(TypeError, match="degree"):
+        supervised.generalisation_gap("polynomial", [16], degree=2.5)
+    with pytest.raises(ValueError, match="x and y"):
+        supervised.fit_shallow_nets(np.zeros((2, 5)), np.zeros((2, 6)))
+    with pytest.raises(ValueError, match="x and y"):
+        supervised.fit_polynomial(np.zeros(5), np.zeros(6), 2)
+
+
+def test_paired_estimates_need_the_target_risks():
+    result = supervised.GapResult(sizes=np.array([4]), empirical=np.ones((1, 2)), population=np.full((1, 2), 2.0))
+    np.testing.assert_array_equal(result.mean_gap(), [1.0])
+    with pytest.raises(ValueError, match="paired"):
+        result.mean_gap(paired=True)
