@@ -2,7 +2,8 @@
 """The book's two commands. Needs nothing but Python >= 3.10.
 
     python3 dev.py book   # install what is needed, execute every notebook, build _build/html
-    python3 dev.py test   # install what is needed, run unit tests, nbval (strict) and the -W -n book build
+    python3 dev.py test   # install what is needed, run unit tests, nbval (strict), the -W -n book build,
+                          # and the built site in headless Chromium (when Debian's chromium is installed)
 
 Both create (once) a virtual environment in ``.venv`` with the exact versions
 of ``requirements.txt`` and the helper package ``mldyn_lite`` installed in
@@ -29,11 +30,12 @@ BOOK_ENV = {
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
 BUILD = ["jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
+BROWSER_TEST = "tests/test_site_browser.py"  # needs the built site: runs after BUILD
 
 
-def run(*command: str) -> None:
+def run(*command: str, extra_env: dict[str, str] | None = None) -> None:
     print("+", " ".join(command), flush=True)
-    env = {**os.environ, **BOOK_ENV, "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env = {**os.environ, **BOOK_ENV, **(extra_env or {}), "PATH": f"{BIN}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("PYTHONPATH", None)
     code = subprocess.call(command, cwd=ROOT, env=env)
     if code != 0:
@@ -74,9 +76,12 @@ def test() -> None:
     run(python, "-m", "ruff", "check", ".")
     run(python, "scripts/colab_cell.py")
     # unit tests (tests/) and every notebook under nbval in strict mode (notebooks/)
-    run(python, "-m", "pytest", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg", "-ra")
-    # the book build turns any warning (broken reference, dropped output, failed cell) into a failure
+    run(python, "-m", "pytest", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg", "-ra",
+        f"--ignore={BROWSER_TEST}")
+    # the book build turns any warning (broken reference, dropped output, failed cell, CDN asset) into a failure
     run(*BUILD)
+    # the site just built, in headless Chromium with no network (skipped, with the reason, without Chromium)
+    run(python, "-m", "pytest", "-ra", BROWSER_TEST, extra_env={"MLDYN_SITE": str(ROOT / "_build" / "html")})
 
 
 def main(argv: list[str]) -> None:

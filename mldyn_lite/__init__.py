@@ -8,7 +8,14 @@ One module per topic, each readable on its own:
 * :mod:`mldyn_lite.measure` — slopes and rates from experiments;
 * :mod:`mldyn_lite.datasets` — generated data sets;
 * :mod:`mldyn_lite.supervised` — ERM vs PRM and the generalisation gap (chapter 1);
-* :mod:`mldyn_lite.flows` — residual networks as discretised flows (chapters 1–2).
+* :mod:`mldyn_lite.flows` — residual networks as discretised flows (chapters 1–2);
+* :mod:`mldyn_lite.memory` — memory kernels and the curse of memory (chapters 1, 3);
+* :mod:`mldyn_lite.vector_fields` — vector fields fitted to trajectories (chapter 1);
+* :mod:`mldyn_lite.sme` — SGD as a stochastic differential equation, weak approximation, cSGD (chapter 2);
+* :mod:`mldyn_lite.batchnorm` — batch normalisation on least squares (chapter 2);
+* :mod:`mldyn_lite.interactive` — sliders with kernel-free twins for the static book;
+* :mod:`mldyn_lite.selfcheck` — self-checks for the code exercises;
+* :mod:`mldyn_lite.coursework` — student and instructor editions (``python -m mldyn_lite.coursework``).
 """
 
 from .measure import loglog_slope
