@@ -9,7 +9,9 @@ One module per topic, each readable on its own:
 * :mod:`mldyn_lite.datasets` — generated data sets;
 * :mod:`mldyn_lite.supervised` — ERM vs PRM and the generalisation gap (chapter 1);
 * :mod:`mldyn_lite.flows` — residual networks as discretised flows (chapters 1–2);
-* :mod:`mldyn_lite.memory` — memory kernels and the curse of memory (chapters 1, 3);
+* :mod:`mldyn_lite.memory` — sequence functionals, memory kernels, exponential sums, Mori–Zwanzig (chapters 1, 3);
+* :mod:`mldyn_lite.rnn` — RNNs, closed-form white-noise risk, training plateaus (chapter 3);
+* :mod:`mldyn_lite.cnn` — dilated causal CNNs and tensorisation ranks (chapter 3);
 * :mod:`mldyn_lite.vector_fields` — vector fields fitted to trajectories (chapter 1);
 * :mod:`mldyn_lite.sme` — SGD as a stochastic differential equation, weak approximation, cSGD (chapter 2);
 * :mod:`mldyn_lite.batchnorm` — batch normalisation on least squares (chapter 2);

@@ -1,0 +1,560 @@
+r"""Recurrent networks as parametrised sequences of functionals: kernels, white-noise risk, plateaus.
+
+An RNN :math:`h_{k+1} = \sigma(W h_k + U x_k)`, :math:`\hat y_k = c^\top h_k`
+parametrises the whole sequence of functionals :math:`\hat H_k : (x_0, \dots,
+x_{k-1}) \mapsto \hat y_k` with one set of weights. Its residual form
+:math:`h_{k+1} = h_k + \delta\,\sigma(W h_k + U x_k)` is the Euler scheme of the
+continuous-time idealisation :math:`\dot h_t = \sigma(W h_t + U x_t)`; with
+:math:`\sigma(z) = z` the model is the linear functional
+
+.. math:: \hat H_t(\mathbf x) = \int_0^\infty x_{t-s}^\top \hat\rho(s)\, ds,
+          \qquad \hat\rho(s) = c^\top e^{W s} U .
+
+For white-noise inputs the expected squared error is the *white-noise risk*
+:math:`R = \int_0^\infty (\rho(s) - \hat\rho(s))^2 ds`, so training reduces to
+fitting kernels (Z. Li, J. Han, W. E & Q. Li, "On the curse of memory in
+recurrent neural networks", ICLR 2021). For a diagonal RNN,
+:math:`\hat\rho(s) = \sum_i a_i e^{-\lambda_i s}` with :math:`a_i = c_i U_i`,
+:math:`\lambda_i = e^{s_i}`, and the target
+
+.. math:: \rho(t) = \bar\rho(t) + \rho_{0,\omega}(t) = e^{-t} + e^{-(t - t_0)^2}
+
+(an easy exponential part plus memory concentrated near the lag :math:`t_0`),
+the risk and its gradient are in closed form (:func:`diagonal_rnn_risk`), so
+gradient methods run in microseconds per step and the plateaus that the paper
+proves — training stalls for a time that grows exponentially with the memory —
+can be measured over many runs (:func:`train_diagonal_rnn`, :func:`escape_iterations`).
+
+Contents: :func:`residual_rnn`, :func:`linear_rnn_kernel`,
+:func:`train_linear_rnn_kernel`, :func:`plateau_target`,
+:func:`diagonal_rnn_risk`, :func:`train_diagonal_rnn`,
+:func:`escape_iterations`, :func:`train_tanh_rnn`. Models and trainers take a ``device``
+argument (default: the CPU, where these small problems are fastest; ``"cuda"`` works unchanged).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+
+from ._checks import check_array, check_callable, check_choice, check_float, check_int, check_tensor
+from .runtime import get_device
+from .training import fit, raise_if_nonfinite
+
+
+def _device(device) -> torch.device:
+    """``None`` means the CPU (these models are tiny); anything else is validated by :func:`get_device`."""
+    return torch.device("cpu") if device is None else get_device(device)
+
+SQRT_PI = math.sqrt(math.pi)
+
+# --------------------------------------------------------------------------- RNNs as sequence maps
+
+
+def residual_rnn(x: torch.Tensor, W: torch.Tensor, U: torch.Tensor, c: torch.Tensor, delta: float = 1.0,
+                 activation=torch.tanh) -> torch.Tensor:
+    r"""Run :math:`h_{k+1} = h_k + \delta\,\sigma(W h_k + U x_k)`, :math:`h_0 = 0`, and return :math:`\hat y_k = c^\top h_k`.
+
+    Parameters
+    ----------
+    x
+        Inputs, shape ``(batch, length, d)``.
+    W, U, c
+        Weights of shapes ``(m, m)``, ``(m, d)`` and ``(m,)``.
+    delta
+        Step size :math:`\delta`; as :math:`\delta \to 0` with :math:`x_k = x(k\delta)` the
+        outputs converge (at first order) to those of :math:`\dot h = \sigma(W h + U x_t)`.
+    activation
+        :math:`\sigma`, applied elementwise.
+
+    Returns
+    -------
+    Tensor of shape ``(batch, length + 1)``: :math:`\hat y_0, \dots, \hat y_{\text{length}}`.
+    """
+    x = check_tensor("x", x, ndim=3)
+    W = check_tensor("W", W, ndim=2)
+    m = W.shape[0]
+    if W.shape != (m, m):
+        raise ValueError(f"W must be square, got shape {tuple(W.shape)}")
+    U = check_tensor("U", U, ndim=2)
+    c = check_tensor("c", c, ndim=1)
+    if U.shape != (m, x.shape[-1]) or c.shape != (m,):
+        raise ValueError(f"U must have shape ({m}, {x.shape[-1]}) and c shape ({m},), got {tuple(U.shape)} and "
+                         f"{tuple(c.shape)}")
+    delta = check_float("delta", delta, positive=True)
+    check_callable("activation", activation)
+    h = x.new_zeros(x.shape[0], m)
+    outputs = [h @ c]
+    for k in range(x.shape[1]):
+        h = h + delta * activation(h @ W.T + x[:, k] @ U.T)
+        outputs.append(h @ c)
+    return torch.stack(outputs, dim=1)
+
+
+class SequenceRNN(torch.nn.Module):
+    r"""Tanh RNN with read-out :math:`h_{k+1} = \tanh(W h_k + U x_k + b)`, :math:`\hat y_k = c^\top h_{k+1} + c_0`.
+
+    One set of weights defines the whole sequence of maps
+    :math:`\hat H_k : (x_0, \dots, x_k) \mapsto \hat y_k`. With ``bidirectional=True`` a
+    second RNN reads the sequence backwards and the read-out sees both hidden
+    states — the model is then no longer causal. Inputs ``(batch, length, d)``,
+    outputs ``(batch, length)``.
+    """
+
+    def __init__(self, d_in: int, hidden: int = 32, bidirectional: bool = False, seed: int = 0, device=None):
+        super().__init__()
+        d_in = check_int("d_in", d_in, minimum=1)
+        hidden = check_int("hidden", hidden, minimum=1)
+        torch.manual_seed(check_int("seed", seed, minimum=0))
+        self.rnn = torch.nn.RNN(d_in, hidden, batch_first=True, nonlinearity="tanh", bidirectional=bool(bidirectional))
+        self.readout = torch.nn.Linear(hidden * (2 if bidirectional else 1), 1)
+        self.to(_device(device))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        x = check_tensor("x", x, ndim=3)
+        return self.readout(self.rnn(x)[0])[..., 0]
+
+
+def train_sequence_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 300,
+                         lr: float = 1e-2, clip: float | None = 1.0) -> list[float]:
+    r"""Full-batch Adam on the mean squared error :math:`\frac{1}{NK}\sum_{n,k} (\hat y_k^{(n)} - y_k^{(n)})^2`.
+
+    ``model`` maps ``x`` of shape ``(n, length, d)`` to ``(n, length)``; returns the loss history
+    (:func:`mldyn_lite.fit`, gradient norm clipped at ``clip``).
+    """
+    if not isinstance(model, torch.nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    x = check_tensor("x", x, ndim=3)
+    y = check_tensor("y", y, ndim=2)
+    if y.shape != x.shape[:2]:
+        raise ValueError(f"y must have shape (n, length) = {tuple(x.shape[:2])}, got {tuple(y.shape)}")
+    return fit(model, lambda: ((model(x) - y) ** 2).mean(), steps=steps, lr=lr, clip=clip)
+
+
+def linear_rnn_kernel(W: torch.Tensor, U: torch.Tensor, c: torch.Tensor, dt: float, n_lags: int) -> torch.Tensor:
+    r"""The memory kernel :math:`\hat\rho(s_j) = c^\top e^{W s_j} U` of a linear RNN on the grid :math:`s_j = j\,\Delta t`.
+
+    Computed from :math:`E = e^{W\Delta t}` and its powers by repeated doubling
+    (:math:`\log_2 n` batched products), so it is cheap and differentiable in
+    :math:`(W, U, c)`. ``U`` may have shape ``(m,)`` (scalar input) or ``(m, d)``.
+
+    Returns
+    -------
+    Tensor of shape ``(n_lags,)`` or ``(n_lags, d)``.
+    """
+    W = check_tensor("W", W, ndim=2)
+    m = W.shape[0]
+    if W.shape != (m, m):
+        raise ValueError(f"W must be square, got shape {tuple(W.shape)}")
+    U = check_tensor("U", U, ndim=(1, 2))
+    c = check_tensor("c", c, ndim=1)
+    if U.shape[0] != m or c.shape != (m,):
+        raise ValueError(f"U must have {m} rows and c shape ({m},), got {tuple(U.shape)} and {tuple(c.shape)}")
+    dt = check_float("dt", dt, positive=True)
+    n_lags = check_int("n_lags", n_lags, minimum=1)
+    step = torch.linalg.matrix_exp(W * dt)
+    powers = torch.eye(m, dtype=W.dtype, device=W.device)[None]  # E^0
+    jump = step
+    while powers.shape[0] < n_lags:  # [E^0..E^{k-1}] -> [E^0..E^{2k-1}]
+        powers = torch.cat([powers, powers @ jump], dim=0)
+        jump = jump @ jump
+    powers = powers[:n_lags]
+    vector = U if U.ndim == 2 else U[:, None]
+    kernel = torch.einsum("i,nij,jd->nd", c, powers, vector)
+    return kernel if U.ndim == 2 else kernel[:, 0]
+
+
+class LinearRNN(torch.nn.Module):
+    r"""A continuous-time linear RNN in modal (real Jordan) form, applied to sampled sequences.
+
+    Every diagonalisable real :math:`W` is similar to a block-diagonal matrix with
+    :math:`2\times 2` blocks :math:`\begin{pmatrix}-\alpha_k & \omega_k\\ -\omega_k & -\alpha_k\end{pmatrix}`
+    (and :math:`1\times 1` blocks :math:`-\alpha`), and a change of basis of the hidden state
+    leaves :math:`c^\top e^{Ws} U` unchanged. So with ``m`` hidden units the kernel is
+
+    .. math:: \hat\rho(s) = \sum_{k=1}^{\lfloor m/2\rfloor} e^{-\alpha_k s}\,(p_k\cos\omega_k s + q_k\sin\omega_k s)
+              \; [+\, a\, e^{-\alpha s} \text{ if } m \text{ is odd}],
+
+    :math:`\alpha_k = e^{\sigma_k} > 0` (stable). :meth:`kernel` evaluates it in
+    :math:`O(m\,n)` operations, :meth:`matrices` returns an explicit :math:`(W, U, c)`,
+    and :meth:`forward` applies :math:`y_k = \Delta t \sum_j \hat\rho(j\Delta t)\, x_{k-j}`.
+    Initialisation: :math:`\alpha \sim` log-uniform on ``decay_range``,
+    :math:`\omega \sim U(0, \text{max\_frequency})`, amplitudes :math:`N(0, 1/m)`.
+    """
+
+    def __init__(self, m: int, dt: float = 1.0, seed: int = 0, decay_range=(0.02, 2.0), max_frequency: float = 2.0,
+                 dtype=torch.float64, device=None):
+        super().__init__()
+        self.m = check_int("m", m, minimum=1)
+        self.dt = check_float("dt", dt, positive=True)
+        low = check_float("decay_range[0]", decay_range[0], positive=True)
+        high = check_float("decay_range[1]", decay_range[1], positive=True)
+        if low > high:
+            raise ValueError(f"decay_range must be increasing, got {tuple(decay_range)!r}")
+        max_frequency = check_float("max_frequency", max_frequency, nonnegative=True)
+        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        pairs, single = self.m // 2, self.m % 2
+        options = {"dtype": dtype, "device": _device(device)}
+
+        def log_decay(n):
+            return math.log(low) + (math.log(high) - math.log(low)) * torch.rand(n, generator=gen, dtype=torch.float64)
+
+        def amplitude(n):
+            return torch.randn(n, generator=gen, dtype=torch.float64) / math.sqrt(self.m)
+
+        self.log_decay = torch.nn.Parameter(log_decay(pairs).to(**options))
+        self.frequency = torch.nn.Parameter((max_frequency * torch.rand(pairs, generator=gen,
+                                                                         dtype=torch.float64)).to(**options))
+        self.cos_amplitude = torch.nn.Parameter(amplitude(pairs).to(**options))
+        self.sin_amplitude = torch.nn.Parameter(amplitude(pairs).to(**options))
+        self.real_log_decay = torch.nn.Parameter(log_decay(single).to(**options))
+        self.real_amplitude = torch.nn.Parameter(amplitude(single).to(**options))
+
+    def kernel(self, n_lags: int) -> torch.Tensor:
+        r""":math:`\hat\rho(j\,\Delta t)` for :math:`j = 0, \dots, n_{\text{lags}} - 1`."""
+        n_lags = check_int("n_lags", n_lags, minimum=1)
+        s = self.dt * torch.arange(n_lags, dtype=self.log_decay.dtype, device=self.log_decay.device)[:, None]
+        decay = torch.exp(-self.log_decay.exp() * s)
+        phase = self.frequency * s
+        rho = (decay * (self.cos_amplitude * torch.cos(phase) + self.sin_amplitude * torch.sin(phase))).sum(1)
+        return rho + (self.real_amplitude * torch.exp(-self.real_log_decay.exp() * s)).sum(1)
+
+    def matrices(self):
+        r"""Explicit :math:`(W, U, c)` with :math:`c^\top e^{Ws} U` equal to :meth:`kernel`."""
+        options = {"dtype": self.log_decay.dtype, "device": self.log_decay.device}
+        W, U, c = torch.zeros(self.m, self.m, **options), torch.zeros(self.m, **options), torch.zeros(self.m, **options)
+        for k in range(self.m // 2):
+            i = 2 * k
+            alpha, omega = self.log_decay[k].exp(), self.frequency[k]
+            W[i, i] = W[i + 1, i + 1] = -alpha
+            W[i, i + 1], W[i + 1, i] = omega, -omega
+            U[i] = 1.0  # first column of exp(W s) is e^{-alpha s} (cos, -sin)
+            c[i], c[i + 1] = self.cos_amplitude[k], -self.sin_amplitude[k]
+        if self.m % 2:
+            W[-1, -1] = -self.real_log_decay[0].exp()
+            U[-1], c[-1] = 1.0, self.real_amplitude[0]
+        return W, U, c
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Outputs for inputs of shape ``(batch, length)`` (zero history before time 0)."""
+        x = check_tensor("x", x, ndim=2)
+        rho = self.kernel(x.shape[1])
+        padded = torch.nn.functional.pad(x[:, None, :], (x.shape[1] - 1, 0))
+        return self.dt * torch.nn.functional.conv1d(padded, rho.flip(0)[None, None, :])[:, 0, :]
+
+
+def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, seed: int = 0, device=None):
+    r"""Train a linear RNN with ``m`` hidden units (:class:`LinearRNN`) on the white-noise risk of a kernel.
+
+    The loss is the trapezoidal :math:`\int (\rho - \hat\rho)^2 ds` on the uniform grid ``s``
+    (the expected squared error for white-noise input), minimised with Adam
+    (:func:`mldyn_lite.fit`) in float64.
+
+    Returns
+    -------
+    kernel, history, relative error
+        The fitted kernel on the grid (numpy), the loss history, and
+        :math:`\|\rho - \hat\rho\| / \|\rho\|` on the grid.
+    """
+    s = check_array("s", s, ndim=1)
+    rho = check_array("rho", rho, ndim=1)
+    if s.shape != rho.shape or s.size < 2 or np.any(s < 0) or not np.allclose(np.diff(s), s[1] - s[0]):
+        raise ValueError("s must be a uniform grid of non-negative lags with the same shape as rho")
+    m = check_int("m", m, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
+    lr = check_float("lr", lr, positive=True)
+    device = _device(device)
+    dt = float(s[1] - s[0])
+    weights = np.full(s.size, dt)
+    weights[[0, -1]] /= 2
+    weights_t = torch.as_tensor(weights, dtype=torch.float64, device=device)
+    target = torch.as_tensor(rho, dtype=torch.float64, device=device)
+    model = LinearRNN(m, dt=dt, seed=seed, device=device)
+
+    def loss():
+        return (weights_t * (target - model.kernel(s.size)) ** 2).sum()
+
+    history = fit(model, loss, steps=steps, lr=lr)
+    with torch.no_grad():
+        kernel = model.kernel(s.size).cpu().numpy()
+    error = float(np.sqrt((weights * (rho - kernel) ** 2).sum() / (weights * rho**2).sum()))
+    return kernel, history, error
+
+
+# --------------------------------------------------------------------------- plateaus: closed-form risk
+
+
+def _memory(memory) -> float:
+    return check_float("memory", memory, nonnegative=True)
+
+
+def plateau_target(t, memory: float) -> np.ndarray:
+    r"""The target kernel :math:`\rho(t) = e^{-t} + e^{-(t - t_0)^2}` with memory :math:`t_0` = ``memory``."""
+    t0 = _memory(memory)
+    t = check_array("t", t)
+    if np.any(t < 0):
+        raise ValueError("t must hold non-negative lags")
+    return np.exp(-t) + np.exp(-((t - t0) ** 2))
+
+
+def bump_energy(memory: float) -> float:
+    r"""Memory-part energy :math:`\int_0^\infty e^{-2(t - t_0)^2} dt = \sqrt{\pi/8}(1 + \mathrm{erf}(\sqrt2 t_0))`."""
+    t0 = _memory(memory)
+    return math.sqrt(math.pi / 8) * (1 + math.erf(math.sqrt(2) * t0))
+
+
+def _target_energy(t0: torch.Tensor) -> torch.Tensor:
+    # ||e^{-t}||^2 + 2 <e^{-t}, bump> + ||bump||^2, all on [0, inf)
+    cross = SQRT_PI / 2 * torch.exp(-t0**2) * torch.special.erfcx(0.5 - t0)
+    bump = math.sqrt(math.pi / 8) * torch.special.erfc(-math.sqrt(2) * t0)
+    return 0.5 + 2 * cross + bump
+
+
+def diagonal_rnn_risk(a: torch.Tensor, log_rates: torch.Tensor, memory):
+    r"""Closed-form white-noise risk of a diagonal linear RNN on the plateau target, and its gradient.
+
+    With :math:`\hat\rho(t) = \sum_i a_i e^{-\lambda_i t}`, :math:`\lambda_i = e^{s_i}`,
+
+    .. math::
+        R = \|\rho\|^2 - 2\sum_i a_i p_i + \sum_{i,j} \frac{a_i a_j}{\lambda_i + \lambda_j},\qquad
+        p_i = \langle \rho, e^{-\lambda_i t}\rangle = \frac{1}{1 + \lambda_i}
+              + \frac{\sqrt\pi}{2} e^{-t_0^2}\,\mathrm{erfcx}\!\left(\frac{\lambda_i}{2} - t_0\right),
+
+    where :math:`\mathrm{erfcx}(z) = e^{z^2}\mathrm{erfc}(z)` keeps the bump term stable, and
+
+    .. math::
+        \partial_{a_i} R = 2\Big(\sum_j \frac{a_j}{\lambda_i + \lambda_j} - p_i\Big),\qquad
+        \partial_{s_i} R = -2 a_i \lambda_i \Big(p_i' + \sum_j \frac{a_j}{(\lambda_i + \lambda_j)^2}\Big),
+
+    with :math:`p_i' = -\langle t\rho, e^{-\lambda_i t}\rangle`.
+
+    Parameters
+    ----------
+    a, log_rates
+        Tensors of shape ``(runs, m)`` (or ``(m,)`` for one run).
+    memory
+        :math:`t_0`: a float, or a tensor of shape ``(runs,)``.
+
+    Returns
+    -------
+    risk, grad_a, grad_log_rates
+        Shapes ``(runs,)``, ``(runs, m)``, ``(runs, m)`` (or without the run axis).
+    """
+    a = check_tensor("a", a, ndim=(1, 2))
+    log_rates = check_tensor("log_rates", log_rates, ndim=(1, 2))
+    if a.shape != log_rates.shape:
+        raise ValueError(f"a and log_rates must have the same shape, got {tuple(a.shape)} and {tuple(log_rates.shape)}")
+    single = a.ndim == 1
+    if single:
+        a, log_rates = a[None], log_rates[None]
+    if isinstance(memory, torch.Tensor):
+        t0 = check_tensor("memory", memory, ndim=1).to(a)
+        if t0.shape[0] != a.shape[0]:
+            raise ValueError(f"memory must hold one value per run ({a.shape[0]}), got {t0.shape[0]}")
+        if bool((t0 < 0).any()):
+            raise ValueError("memory must be >= 0")
+    else:
+        t0 = torch.full((a.shape[0],), _memory(memory), dtype=a.dtype, device=a.device)
+    risk, grad_a, grad_s = _risk_and_gradient(a, log_rates, t0)
+    if single:
+        return risk[0], grad_a[0], grad_s[0]
+    return risk, grad_a, grad_s
+
+
+def _risk_and_gradient(a, log_rates, t0):
+    rates = log_rates.exp()
+    z = rates / 2 - t0[:, None]
+    scaled = torch.special.erfcx(z)
+    bump_weight = SQRT_PI / 2 * torch.exp(-t0[:, None] ** 2)
+    p = 1 / (1 + rates) + bump_weight * scaled
+    dp = -1 / (1 + rates) ** 2 + bump_weight * (z * scaled - 1 / SQRT_PI)  # erfcx' = 2z erfcx - 2/sqrt(pi)
+    gram = 1 / (rates[:, :, None] + rates[:, None, :])
+    gram_a = (gram @ a[:, :, None])[:, :, 0]
+    gram2_a = ((gram * gram) @ a[:, :, None])[:, :, 0]
+    risk = _target_energy(t0) - 2 * (a * p).sum(1) + (a * gram_a).sum(1)
+    grad_a = 2 * (gram_a - p)
+    grad_s = -2 * a * rates * (dp + gram2_a)
+    return risk, grad_a, grad_s
+
+
+def _as_list(name, values, minimum=None, positive=False):
+    if isinstance(values, (int, float)) and not isinstance(values, bool):
+        values = [values]
+    if not isinstance(values, Sequence) and not isinstance(values, np.ndarray):
+        raise TypeError(f"{name} must be a number or a sequence of numbers, got {type(values).__name__}")
+    values = [check_float(f"{name}[{i}]", v, minimum=minimum, positive=positive) for i, v in enumerate(values)]
+    if not values:
+        raise ValueError(f"{name} must not be empty")
+    return values
+
+
+def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 2000, optimizer: str = "adam",
+                       init_scale: float = 0.1, stop_when_escaped: bool = False, return_parameters: bool = False,
+                       device=None):
+    r"""Train diagonal linear RNNs on the plateau target with the closed-form risk; all runs at once.
+
+    One run per combination (memory :math:`t_0`, learning rate, seed). Parameters
+    :math:`a_i \sim \text{init\_scale}\cdot N(0,1)`, :math:`s_i \sim U(-1, 1)` (so
+    :math:`\lambda_i = e^{s_i} \in [e^{-1}, e]`) from ``numpy.random.default_rng(seed)``.
+    Updates, elementwise per run (so the runs are independent):
+
+    * ``"gd"``: :math:`\theta \leftarrow \theta - \eta\,\nabla R`;
+    * ``"adam"``: :math:`m \leftarrow \beta_1 m + (1-\beta_1) g`, :math:`v \leftarrow \beta_2 v + (1-\beta_2) g^2`,
+      :math:`\theta \leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)` with bias-corrected
+      :math:`\hat m, \hat v` (:math:`\beta = (0.9, 0.999)`, :math:`\epsilon = 10^{-8}`).
+
+    Parameters
+    ----------
+    memories, lr, seeds
+        A number or a sequence each; every combination is trained.
+    stop_when_escaped
+        Stop once every run's risk has fallen below half its bump energy
+        (:func:`escape_iterations`); the remaining steps are filled with ``nan``.
+
+    Returns
+    -------
+    ndarray of shape ``(len(memories), len(lr), len(seeds), steps)``: the risk before each update;
+    with ``return_parameters=True`` also the final ``(a, rates)``, arrays of shape
+    ``(len(memories), len(lr), len(seeds), m)``.
+    """
+    memories = _as_list("memories", memories, minimum=0.0)
+    lrs = _as_list("lr", lr, positive=True)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    seeds = [check_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    m = check_int("m", m, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
+    check_choice("optimizer", optimizer, {"adam", "gd"})
+    init_scale = check_float("init_scale", init_scale, positive=True)
+    device = _device(device)
+    combos = [(t0, rate, seed) for t0 in memories for rate in lrs for seed in seeds]
+    a0, s0 = [], []
+    for _, _, seed in combos:
+        rng = np.random.default_rng(seed)
+        a0.append(init_scale * rng.standard_normal(m))
+        s0.append(rng.uniform(-1.0, 1.0, m))
+    options = {"dtype": torch.float64, "device": device}
+    theta = torch.cat([torch.tensor(np.array(a0), **options), torch.tensor(np.array(s0), **options)], dim=1)
+    t0 = torch.tensor([c[0] for c in combos], **options)
+    eta = torch.tensor([c[1] for c in combos], **options)[:, None]
+    threshold = torch.tensor([bump_energy(c[0]) / 2 for c in combos], **options)
+    first, second = torch.zeros_like(theta), torch.zeros_like(theta)
+    history = torch.full((steps, len(combos)), float("nan"), **options)
+    escaped = torch.zeros(len(combos), dtype=torch.bool, device=device)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(steps):
+        risk, grad_a, grad_s = _risk_and_gradient(theta[:, :m], theta[:, m:], t0)
+        raise_if_nonfinite(risk, step, "risk", "the learning rate is too large for this memory")
+        history[step] = risk
+        if stop_when_escaped:
+            escaped |= risk < threshold
+            if bool(escaped.all()):
+                break
+        grad = torch.cat([grad_a, grad_s], dim=1)
+        if optimizer == "gd":
+            theta = theta - eta * grad
+        else:
+            first = beta1 * first + (1 - beta1) * grad
+            second = beta2 * second + (1 - beta2) * grad**2
+            first_hat = first / (1 - beta1 ** (step + 1))
+            second_hat = second / (1 - beta2 ** (step + 1))
+            theta = theta - eta * first_hat / (second_hat.sqrt() + eps)
+    shape = (len(memories), len(lrs), len(seeds))
+    losses = history.T.reshape(*shape, steps).cpu().numpy()
+    if return_parameters:
+        a = theta[:, :m].reshape(*shape, m).cpu().numpy()
+        rates = theta[:, m:].exp().reshape(*shape, m).cpu().numpy()
+        return losses, (a, rates)
+    return losses
+
+
+def escape_iterations(losses, memories) -> np.ndarray:
+    r"""First iteration at which the risk falls below half the bump energy (``nan`` if never).
+
+    Parameters
+    ----------
+    losses
+        Output of :func:`train_diagonal_rnn`, shape ``(len(memories), ...)``.
+    memories
+        The memories :math:`t_0` of its first axis.
+    """
+    losses = check_array("losses", losses, finite=False)
+    memories = _as_list("memories", memories, minimum=0.0)
+    if losses.ndim < 2 or losses.shape[0] != len(memories):
+        raise ValueError(f"losses must have shape (len(memories)={len(memories)}, ..., steps), got {losses.shape}")
+    out = np.full(losses.shape[:-1], np.nan)
+    for i, t0 in enumerate(memories):
+        below = losses[i] < bump_energy(t0) / 2
+        hit = below.any(-1)
+        out[i][hit] = below.argmax(-1)[hit]
+    return out
+
+
+# --------------------------------------------------------------------------- nonlinear RNN on sampled sequences
+
+
+def train_tanh_rnn(memory: float, hidden: int = 16, steps: int = 600, lr: float = 1e-2, batch: int = 32,
+                   length: int = 40, dt: float = 0.25, seed: int = 0, device=None) -> np.ndarray:
+    r"""Train a tanh RNN (``torch.nn.RNN`` + linear read-out) with Adam on sampled sequences of the plateau target.
+
+    The inputs are standard normal :math:`\xi_k` and the targets
+    :math:`y_k = \sqrt{\Delta t}\sum_{j \le k} \rho(j\Delta t)\,\xi_{k-j}` — the discretised
+    :math:`\int \rho(s)\, x_{t-s}\, ds` for white noise :math:`x`, scaled to unit-order variance. A fresh
+    batch is drawn at every step; the loss is the mean squared error over all time
+    steps divided by the output variance :math:`\Delta t\sum_j\rho_j^2` (1 = predicting zero).
+
+    Returns
+    -------
+    ndarray of shape ``(steps,)``: the normalised training loss.
+    """
+    t0 = _memory(memory)
+    hidden = check_int("hidden", hidden, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
+    lr = check_float("lr", lr, positive=True)
+    batch = check_int("batch", batch, minimum=1)
+    length = check_int("length", length, minimum=2)
+    dt = check_float("dt", dt, positive=True)
+    device = _device(device)
+    torch.manual_seed(check_int("seed", seed, minimum=0))
+    gen = torch.Generator().manual_seed(seed)
+    rho = plateau_target(np.arange(length) * dt, t0)
+    variance = float(dt * (rho**2).sum())
+    kernel = torch.as_tensor(math.sqrt(dt) * rho, dtype=torch.float32, device=device)
+    rnn = torch.nn.RNN(1, hidden, batch_first=True, nonlinearity="tanh").to(device)
+    readout = torch.nn.Linear(hidden, 1).to(device)
+    params = list(rnn.parameters()) + list(readout.parameters())
+    opt = torch.optim.Adam(params, lr=lr)
+    history = np.empty(steps)
+    for step in range(steps):
+        xi = torch.randn(batch, length, generator=gen).to(device)
+        target = torch.nn.functional.conv1d(torch.nn.functional.pad(xi[:, None], (length - 1, 0)),
+                                            kernel.flip(0)[None, None])[:, 0]
+        output = readout(rnn(xi[:, :, None])[0])[:, :, 0]
+        loss = ((output - target) ** 2).mean() / variance
+        raise_if_nonfinite(loss.detach(), step)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        history[step] = loss.item()
+    return history
+
+
+__all__ = [
+    "LinearRNN",
+    "SequenceRNN",
+    "bump_energy",
+    "diagonal_rnn_risk",
+    "escape_iterations",
+    "linear_rnn_kernel",
+    "plateau_target",
+    "residual_rnn",
+    "train_diagonal_rnn",
+    "train_linear_rnn_kernel",
+    "train_sequence_model",
+    "train_tanh_rnn",
+]
