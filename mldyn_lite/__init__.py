@@ -13,6 +13,8 @@ One module per topic, each readable on its own:
 * :mod:`mldyn_lite.rnn` — RNNs, closed-form white-noise risk, training plateaus (chapter 3);
 * :mod:`mldyn_lite.cnn` — dilated causal CNNs and tensorisation ranks (chapter 3);
 * :mod:`mldyn_lite.vector_fields` — vector fields fitted to trajectories (chapter 1);
+* :mod:`mldyn_lite.control` — deep learning as optimal control: PMP and costate, MSA, discrete weights, HJB, LQR (chapter 2);
+* :mod:`mldyn_lite.robustness` — FGSM/PGD attacks and the closed-loop control defence (chapter 2);
 * :mod:`mldyn_lite.sme` — SGD as a stochastic differential equation, weak approximation, cSGD (chapter 2);
 * :mod:`mldyn_lite.batchnorm` — batch normalisation on least squares (chapter 2);
 * :mod:`mldyn_lite.interactive` — sliders with kernel-free twins for the static book;

@@ -1,0 +1,267 @@
+r"""Adversarial attacks and the closed-loop control defence of Chen, Li & Zhang (ICLR 2021).
+
+**Attacks.** For a classifier :math:`F` with loss :math:`\ell(F(x), y)`, the fast gradient sign method
+(FGSM; Goodfellow, Shlens & Szegedy, 2015) takes one step to the boundary of the
+:math:`\varepsilon`-ball, :math:`x' = x + \varepsilon\,\mathrm{sign}\,\nabla_x\ell` (for :math:`\ell^\infty`)
+or :math:`x' = x + \varepsilon\,\nabla_x\ell / \|\nabla_x\ell\|_2` (for :math:`\ell^2`). Projected
+gradient descent (PGD; Madry et al., 2018) repeats such steps of size ``step_size`` and projects back
+onto the ball after each (:func:`fgsm`, :func:`pgd`). Both can be confined to a linear subspace by an
+orthogonal projector :math:`\Pi` (``projector``), e.g. the directions orthogonal to the data.
+
+**Closed-loop defence.** A trained residual network :math:`x_{t+1} = F_t(x_t)`, :math:`t = 0,\dots,T-1`,
+followed by a read-out, is kept *fixed*. On clean, correctly classified training data one fits, for
+every layer, a PCA embedding: the mean :math:`\mu_t` and an orthogonal projector :math:`P_t` onto the
+leading principal directions that keep a fraction (99 %) of the singular-value mass
+(:func:`fit_pca_embeddings`). At test time, controls :math:`u_t` (starting at 0) are found online by
+minimising, for each input separately,
+
+.. math::  \sum_{t=0}^{T} \Big(\big\|(I - P_t)(x_t + u_t - \mu_t)\big\|^2 + c\,\|u_t\|^2\Big),
+           \qquad x_{t+1} = F_t(x_t + u_t),
+
+with Adam for a fixed number of iterations; the read-out is applied to :math:`x_T + u_T`
+(:func:`closed_loop_logits`). The small control cost :math:`c \ge 0` makes the minimiser unique:
+with :math:`c = 0`, any shift of :math:`x_0` inside the clean subspace that later controls undo
+costs nothing, and the optimiser can drift along such shifts. The control is a *feedback*: it depends on the states the input
+actually produces, and it pulls each state back towards the manifold of clean states. It cannot
+undo a perturbation that stays inside that manifold.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ._checks import check_choice, check_float, check_int, check_tensor
+from .runtime import get_device
+from .training import raise_if_nonfinite
+
+#: Norms of the perturbation balls :func:`fgsm` and :func:`pgd` know.
+NORMS = ("linf", "l2")
+
+
+class ResNetClassifier(nn.Module):
+    r"""A residual classifier :math:`x_{t+1} = x_t + \delta\tanh(W_t x_t + b_t)`, then logits :math:`= A x_T + c`.
+
+    ``blocks[t]`` is the map :math:`F_t`; :meth:`states` returns :math:`x_0, \dots, x_T`.
+    """
+
+    def __init__(self, dim: int, depth: int, classes: int, delta: float = 0.25, seed: int = 0,
+                 dtype: torch.dtype = torch.float32, device=None):
+        super().__init__()
+        dim = check_int("dim", dim, minimum=1)
+        depth = check_int("depth", depth, minimum=1)
+        classes = check_int("classes", classes, minimum=2)
+        self.delta = check_float("delta", delta, positive=True)
+        device = get_device(device)
+        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        self.layers = nn.ModuleList()
+        for _ in range(depth):
+            layer = nn.Linear(dim, dim, dtype=dtype)
+            with torch.no_grad():
+                layer.weight.copy_(torch.randn(dim, dim, generator=gen, dtype=dtype) / dim**0.5)
+                layer.bias.zero_()
+            self.layers.append(layer)
+        self.head = nn.Linear(dim, classes, dtype=dtype)
+        with torch.no_grad():
+            self.head.weight.copy_(torch.randn(classes, dim, generator=gen, dtype=dtype) / dim**0.5)
+            self.head.bias.zero_()
+        self.to(device)
+
+    @property
+    def blocks(self):
+        """The residual maps :math:`F_t(x) = x + \\delta\\tanh(W_t x + b_t)` as a list of callables."""
+        return [lambda x, layer=layer: x + self.delta * torch.tanh(layer(x)) for layer in self.layers]
+
+    def states(self, x: torch.Tensor) -> list[torch.Tensor]:
+        """The states :math:`x_0, \\dots, x_T` of a batch ``x`` (a list of ``T + 1`` tensors)."""
+        out = [x]
+        for block in self.blocks:
+            out.append(block(out[-1]))
+        return out
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.states(x)[-1])
+
+
+def _check_attack_args(model, x, y, eps, norm, projector):
+    if not callable(model):
+        raise TypeError(f"model must be callable (a torch module), got {type(model).__name__}")
+    check_tensor("x", x)
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise ValueError(f"x must be a non-empty batch of shape (batch, ...), got shape {tuple(x.shape)}")
+    if not isinstance(y, torch.Tensor) or y.shape[:1] != x.shape[:1]:
+        raise ValueError(f"y must be a tensor with one label per sample ({x.shape[0]}), got "
+                         f"{tuple(y.shape) if isinstance(y, torch.Tensor) else type(y).__name__}")
+    eps = check_float("eps", eps, nonnegative=True)
+    check_choice("norm", norm, NORMS)
+    if projector is not None:
+        check_tensor("projector", projector, ndim=2)
+        d = x[0].numel()
+        if projector.shape != (d, d):
+            raise ValueError(f"projector must have shape {(d, d)} for inputs with {d} entries, got {tuple(projector.shape)}")
+        if norm != "l2":
+            raise ValueError("a projector confines the attack to a subspace; use it with norm='l2' "
+                             "(the l-infinity ball is not compatible with a subspace projection)")
+    return eps
+
+
+def _loss_gradient(model, x, y, loss_fn):
+    x = x.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(model(x), y)
+        (grad,) = torch.autograd.grad(loss, x)
+    return grad
+
+
+def _steepest_direction(grad, norm, projector):
+    flat = grad.flatten(1)
+    if projector is not None:
+        flat = flat @ projector.T
+    if norm == "linf":
+        return flat.sign().view_as(grad)
+    length = flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (flat / length).view_as(grad)
+
+
+def _project_ball(delta, eps, norm, projector):
+    if norm == "linf":
+        return delta.clamp(-eps, eps)
+    flat = delta.flatten(1)
+    if projector is not None:
+        flat = flat @ projector.T
+    length = flat.norm(dim=1, keepdim=True).clamp_min(1e-12)
+    return (flat * torch.clamp(eps / length, max=1.0)).view_as(delta)
+
+
+def fgsm(model, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "linf", loss_fn=F.cross_entropy,
+         projector: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Fast gradient sign method: one step of length ``eps`` in the steepest-ascent direction of the loss.
+
+    ``norm="linf"``: :math:`x + \varepsilon\,\mathrm{sign}\,\nabla_x\ell`; ``norm="l2"``:
+    :math:`x + \varepsilon\, g/\|g\|_2` with :math:`g = \Pi\nabla_x\ell` (``projector`` :math:`\Pi`, optional,
+    an orthogonal projector on the flattened input; ``l2`` only). Returns the adversarial inputs
+    (detached); the model's parameters are not changed.
+    """
+    eps = _check_attack_args(model, x, y, eps, norm, projector)
+    grad = _loss_gradient(model, x, y, loss_fn)
+    return (x + eps * _steepest_direction(grad, norm, projector)).detach()
+
+
+def pgd(model, x: torch.Tensor, y: torch.Tensor, eps: float, step_size: float, steps: int, *, norm: str = "linf",
+        random_start: bool = False, seed: int = 0, loss_fn=F.cross_entropy,
+        projector: torch.Tensor | None = None) -> torch.Tensor:
+    r"""Projected gradient ascent on the loss inside the ``eps``-ball around ``x`` (Madry et al., 2018).
+
+    ``steps`` steps :math:`\delta \leftarrow \mathrm{proj}_{B_\varepsilon}(\delta + \alpha\, d)`, with :math:`d`
+    the steepest-ascent direction as in :func:`fgsm` and :math:`\alpha` = ``step_size``. With
+    ``random_start`` the perturbation starts uniformly in the :math:`\ell^\infty` ball (or at a random point
+    of the :math:`\ell^2` ball's surface scaled by a uniform radius), drawn from a generator seeded by ``seed``.
+    Returns the adversarial inputs (detached).
+    """
+    eps = _check_attack_args(model, x, y, eps, norm, projector)
+    step_size = check_float("step_size", step_size, positive=True)
+    steps = check_int("steps", steps, minimum=1)
+    seed = check_int("seed", seed, minimum=0)
+    x = x.detach()
+    delta = torch.zeros_like(x)
+    if random_start:
+        gen = torch.Generator(device=x.device).manual_seed(seed)
+        if norm == "linf":
+            delta = eps * (2 * torch.rand(x.shape, generator=gen, device=x.device, dtype=x.dtype) - 1)
+        else:
+            direction = _steepest_direction(torch.randn(x.shape, generator=gen, device=x.device, dtype=x.dtype),
+                                            "l2", projector)
+            radius = torch.rand(x.shape[0], generator=gen, device=x.device, dtype=x.dtype)
+            delta = eps * radius.view(-1, *([1] * (x.ndim - 1))) * direction
+    for _ in range(steps):
+        grad = _loss_gradient(model, x + delta, y, loss_fn)
+        delta = _project_ball(delta + step_size * _steepest_direction(grad, norm, projector), eps, norm, projector)
+    return (x + delta).detach()
+
+
+def accuracy(logits: torch.Tensor, y: torch.Tensor) -> float:
+    """Fraction of rows of ``logits`` whose arg-max equals the label ``y``."""
+    check_tensor("logits", logits, ndim=2)
+    if y.shape != logits.shape[:1]:
+        raise ValueError(f"y must hold one label per row of logits ({logits.shape[0]}), got shape {tuple(y.shape)}")
+    return float((logits.argmax(dim=1) == y).float().mean())
+
+
+def fit_pca_embeddings(states: list[torch.Tensor], mass: float = 0.99) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    r"""Per-layer linear embeddings: mean :math:`\mu_t` and orthogonal projector :math:`P_t` from PCA.
+
+    ``states[t]`` holds the layer-:math:`t` states of clean, correctly classified samples, shape
+    ``(S, d)``. :math:`P_t = V_k V_k^\top` keeps the fewest principal directions whose singular values
+    sum to at least ``mass`` of the total. Returns a list of ``(mean, projector)`` pairs.
+    """
+    if not isinstance(states, (list, tuple)) or not states:
+        raise TypeError("states must be a non-empty list of tensors of shape (S, d), one per layer")
+    mass = check_float("mass", mass, positive=True, maximum=1.0)
+    embeddings = []
+    for t, x in enumerate(states):
+        check_tensor(f"states[{t}]", x, ndim=2)
+        if x.shape[0] < 2:
+            raise ValueError(f"states[{t}] must hold at least 2 samples to fit a PCA, got {x.shape[0]}")
+        mean = x.mean(dim=0)
+        _, singular, vt = torch.linalg.svd(x - mean, full_matrices=False)
+        share = torch.cumsum(singular, 0) / singular.sum()
+        k = int((share < mass - 1e-12).sum()) + 1
+        basis = vt[:k].T
+        embeddings.append((mean, basis @ basis.T))
+    return embeddings
+
+
+def closed_loop_logits(model: ResNetClassifier, x: torch.Tensor, embeddings, *, iterations: int = 100,
+                       lr: float = 0.05, control_cost: float = 0.0, return_controls: bool = False):
+    r"""Logits of the fixed ``model`` with online feedback controls :math:`u_0, \dots, u_T` (Chen, Li & Zhang, 2021).
+
+    Minimises :math:`\sum_t \|(I - P_t)(x_t + u_t - \mu_t)\|^2 + c\|u_t\|^2` (``control_cost`` :math:`c`)
+    over the controls with Adam (``lr`` decayed to 0 by a cosine schedule over ``iterations`` steps,
+    controls start at zero), states propagated through the controlled network,
+    then returns the read-out of :math:`x_T + u_T`. The sum over the batch is separable, so every
+    input gets its own controls. The model's parameters are not changed. With ``return_controls``
+    returns ``(logits, controls)``.
+    """
+    if not isinstance(model, ResNetClassifier):
+        raise TypeError(f"model must be a ResNetClassifier, got {type(model).__name__}")
+    check_tensor("x", x, ndim=2)
+    if x.shape[0] == 0:
+        raise ValueError("x is an empty batch; it must hold at least one sample")
+    blocks = model.blocks
+    if not isinstance(embeddings, (list, tuple)) or len(embeddings) != len(blocks) + 1:
+        raise ValueError(f"embeddings must hold one (mean, projector) pair per state, {len(blocks) + 1}, "
+                         f"got {len(embeddings) if isinstance(embeddings, (list, tuple)) else type(embeddings).__name__}")
+    iterations = check_int("iterations", iterations, minimum=0)
+    lr = check_float("lr", lr, positive=True)
+    control_cost = check_float("control_cost", control_cost, nonnegative=True)
+    x = x.detach()
+    complements = [(mean, torch.eye(proj.shape[0], dtype=proj.dtype, device=proj.device) - proj)
+                   for mean, proj in embeddings]
+    controls = [torch.zeros_like(x, requires_grad=True) for _ in embeddings]
+    opt = torch.optim.Adam(controls, lr=lr)
+    # cosine decay of the step to zero, so that Adam settles instead of jittering around the minimiser
+    schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(iterations, 1))
+    with torch.enable_grad():
+        for step in range(iterations):
+            state, cost = x, 0.0
+            for t, (mean, complement) in enumerate(complements):
+                state = state + controls[t]
+                cost = cost + ((state - mean) @ complement.T).pow(2).sum() + control_cost * controls[t].pow(2).sum()
+                if t < len(blocks):
+                    state = blocks[t](state)
+            raise_if_nonfinite(cost.detach(), step, "closed-loop control cost", "lr is probably too large")
+            # gradients with respect to the controls only: the network's parameters stay untouched
+            grads = torch.autograd.grad(cost, controls)
+            for u, g in zip(controls, grads):
+                u.grad = g
+            opt.step()
+            schedule.step()
+    with torch.no_grad():
+        state = x
+        for t in range(len(blocks)):
+            state = blocks[t](state + controls[t])
+        logits = model.head(state + controls[-1])
+    if return_controls:
+        return logits, [u.detach() for u in controls]
+    return logits
