@@ -38,7 +38,7 @@ def synthetic_notebook():
            "```{exercise} Code\n:label: ex-demo-code\n\nWrite `double(x)`.\n```\n\n"
            "```{solution-start} ex-demo-code\n:class: dropdown\n```\n\nSECRET-GATED-INTRO explains the idea."),
         code('def double(x):\n    """Twice x."""\n    return SECRET_FACTOR * x\n\n\nSECRET_FACTOR = 2\nprint(double(21))',
-             tags=["solution"], outputs=["SECRET-OUTPUT 42\n"]),
+             tags=["solution"], outputs=["SECRET-OUTPUT 4242\n"]),
         md("SECRET-GATED-OUTRO.\n\n```{solution-end}\n```\n\nText after the solution stays."),
         code("assert double(4) == 8\nprint('self-check passed')", tags=["self-check"], outputs=["self-check passed\n"]),
         code("print(len(data))", outputs=["3\n"]),
@@ -46,11 +46,16 @@ def synthetic_notebook():
     return nb
 
 
-SECRETS = ["SECRET", "{solution", "solution-start", "solution-end", "return SECRET_FACTOR * x", "42"]
+SECRETS = ["SECRET", "{solution", "solution-start", "solution-end", "return SECRET_FACTOR * x", "4242"]
 
 
 def all_text(nb) -> str:
-    return json.dumps(nb, ensure_ascii=False)
+    """Everything a student could read: sources and outputs (cell ids are random, so they are left out)."""
+    parts = []
+    for cell in nb["cells"]:
+        parts.append(json.dumps(cell.get("source", ""), ensure_ascii=False))
+        parts.append(json.dumps(cell.get("outputs", []), ensure_ascii=False))
+    return "\n".join(parts)
 
 
 def test_student_edition_of_synthetic_notebook():
