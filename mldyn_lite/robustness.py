@@ -24,6 +24,13 @@ with :math:`c = 0`, any shift of :math:`x_0` inside the clean subspace that late
 costs nothing, and the optimiser can drift along such shifts. The control is a *feedback*: it depends on the states the input
 actually produces, and it pulls each state back towards the manifold of clean states. It cannot
 undo a perturbation that stays inside that manifold.
+
+**Adversarial training with an annealed inner solver.** Adversarial training (Madry et al., 2018) solves
+:math:`\min_\theta \mathbb E \max_{\|\delta\|\le\varepsilon} \ell(F_\theta(x+\delta), y)`, the inner maximum by
+:math:`K_n` PGD steps of size :math:`\alpha_n` at outer step :math:`n`, at a cost of :math:`K_n + 1` gradient
+evaluations (:func:`adversarial_training`). Amata (Ye, Li, Zhou & Zhu, AAAI 2021) treats the schedule
+:math:`(K_n, \alpha_n)` as a control of the training dynamics and anneals it: coarse early, accurate late
+(:func:`annealed_schedule`, :func:`constant_schedule`).
 """
 
 from __future__ import annotations
@@ -265,3 +272,153 @@ def closed_loop_logits(model: ResNetClassifier, x: torch.Tensor, embeddings, *, 
     if return_controls:
         return logits, [u.detach() for u in controls]
     return logits
+
+
+# --------------------------------------------------------------------------------------------------------------
+# Adversarial training with a schedule for the inner solver (Madry et al., 2018; Ye, Li, Zhou & Zhu, AAAI 2021)
+# --------------------------------------------------------------------------------------------------------------
+#
+# Adversarial training solves  min_theta  E max_{||delta|| <= eps}  l(F_theta(x + delta), y).  The inner maximum is
+# approximated by K_n steps of PGD with step size alpha_n at outer step n, so that step costs K_n + 1 gradient
+# evaluations (K_n with respect to the input, one with respect to the parameters). A *schedule* is the list of
+# pairs (K_n, alpha_n), n = 0, ..., N-1; K_n = 0 means a clean (plain) training step. Amata (Ye et al.) anneals the
+# schedule: few, long PGD steps early in training, many short ones late.
+
+
+def constant_schedule(steps: int, k: int, eps: float, step_factor: float = 2.5) -> list[tuple[int, float]]:
+    r"""PGD-:math:`K` adversarial training for ``steps`` outer steps: :math:`(K, \alpha)` with
+    :math:`\alpha = ` ``step_factor`` :math:`\cdot\varepsilon/K` at every step (Madry et al.'s rule
+    :math:`\alpha = 2.5\varepsilon/K`). ``k = 0`` gives plain training (:math:`\alpha` is then unused and set to 0)."""
+    steps = check_int("steps", steps, minimum=1)
+    k = check_int("k", k, minimum=0)
+    eps = check_float("eps", eps, positive=True)
+    step_factor = check_float("step_factor", step_factor, positive=True)
+    return [(k, step_factor * eps / k if k else 0.0)] * steps
+
+
+def annealed_schedule(steps: int, k_start: int, k_end: int, eps: float,
+                      step_factor: float = 2.5) -> list[tuple[int, float]]:
+    r"""Annealed schedule (Amata): :math:`K_n` grows linearly from ``k_start`` to ``k_end`` over ``steps`` outer steps
+    (rounded to integers), the step size shrinks as :math:`\alpha_n = ` ``step_factor`` :math:`\cdot\varepsilon/K_n`:
+    a coarse inner solver early in training, an accurate one late."""
+    steps = check_int("steps", steps, minimum=1)
+    k_start = check_int("k_start", k_start, minimum=1)
+    k_end = check_int("k_end", k_end, minimum=k_start)
+    eps = check_float("eps", eps, positive=True)
+    step_factor = check_float("step_factor", step_factor, positive=True)
+    schedule = []
+    for n in range(steps):
+        fraction = n / (steps - 1) if steps > 1 else 1.0
+        k = int(round(k_start + fraction * (k_end - k_start)))
+        schedule.append((k, step_factor * eps / k))
+    return schedule
+
+
+def check_schedule(schedule) -> list[tuple[int, float]]:
+    """Validate a schedule: a non-empty list of ``(K, step_size)`` with integer ``K >= 0`` and ``step_size > 0``
+    whenever ``K > 0``. Returns it as a list of ``(int, float)``."""
+    if not isinstance(schedule, (list, tuple)) or not schedule:
+        raise TypeError(f"schedule must be a non-empty list of (K, step_size) pairs, got "
+                        f"{type(schedule).__name__} {schedule!r}"[:200])
+    checked = []
+    for n, pair in enumerate(schedule):
+        if not isinstance(pair, (list, tuple)) or len(pair) != 2:
+            raise TypeError(f"schedule[{n}] must be a pair (K, step_size), got {pair!r}")
+        k = check_int(f"schedule[{n}] K (PGD steps)", pair[0], minimum=0)
+        step = check_float(f"schedule[{n}] step_size", pair[1], nonnegative=True)
+        if k > 0 and step <= 0:
+            raise ValueError(f"schedule[{n}] step_size must be > 0 when K = {k} > 0, got {step}")
+        checked.append((k, step))
+    return checked
+
+
+def schedule_cost(schedule) -> int:
+    """Gradient evaluations a schedule costs: :math:`\\sum_n (K_n + 1)`."""
+    return sum(k + 1 for k, _ in check_schedule(schedule))
+
+
+def _check_eps_in_data_range(eps, x, norm):
+    # the ball must be smaller than the data cloud, or the attack can move any point anywhere
+    centred = (x - x.mean(dim=0)).flatten(1)
+    spread = float(centred.abs().max()) if norm == "linf" else float(centred.norm(dim=1).max())
+    if eps >= spread:
+        raise ValueError(f"eps = {eps:.3g} is outside the data range: the {norm} ball would cover the whole data "
+                         f"cloud (largest distance from its mean: {spread:.3g}); choose eps < {spread:.3g}")
+
+
+def adversarial_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, schedule, *,
+                         lr: float = 1e-2, norm: str = "l2", random_start: bool = True, seed: int = 0,
+                         monitor=None, monitor_every: int = 0, device=None) -> dict:
+    r"""Full-batch adversarial training of ``model`` with Adam, one outer step per entry of ``schedule``.
+
+    Outer step :math:`n` with ``schedule[n]`` :math:`= (K_n, \alpha_n)`: if :math:`K_n > 0`, the batch is replaced by
+    its PGD adversary (:func:`pgd`, ``eps``, step :math:`\alpha_n`, :math:`K_n` steps, random start seeded by
+    ``seed + n``), then one Adam step (``lr``) on the cross-entropy. Every attack is checked to stay inside the
+    ``eps``-ball (``RuntimeError`` otherwise); a NaN/Inf loss stops training with the step number.
+
+    Gradient evaluations are counted by the loop: :math:`K_n` input gradients plus one parameter gradient per step.
+    ``monitor(model) -> float`` (optional) is called before training and every ``monitor_every`` steps and after
+    the last; its values are recorded with the gradient count at that time.
+
+    Returns a dict with ``losses`` (per step), ``grad_evals`` (total), ``grad_evals_per_step`` (cumulative, per
+    step), ``monitor`` (list of ``(grad_evals, value)``) and ``max_violation`` (largest
+    :math:`\|\delta\| - \varepsilon` seen, :math:`\le 0` up to rounding).
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    device = get_device(device)
+    check_tensor("x", x, ndim=2)
+    if not isinstance(y, torch.Tensor) or y.shape != x.shape[:1]:
+        raise ValueError(f"y must be a tensor with one label per row of x ({x.shape[0]})")
+    check_choice("norm", norm, NORMS)
+    eps = check_float("eps", eps, positive=True)
+    schedule = check_schedule(schedule)
+    lr = check_float("lr", lr, positive=True)
+    seed = check_int("seed", seed, minimum=0)
+    monitor_every = check_int("monitor_every", monitor_every, minimum=0)
+    if monitor is not None and not callable(monitor):
+        raise TypeError(f"monitor must be callable (model -> float) or None, got {type(monitor).__name__}")
+    x, y = x.to(device), y.to(device)
+    model.to(device)
+    _check_eps_in_data_range(eps, x, norm)
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
+    losses, cumulative, records = [], [], []
+    grad_evals, max_violation = 0, -eps
+    if monitor is not None:
+        records.append((0, float(monitor(model))))
+    for n, (k, step_size) in enumerate(schedule):
+        inputs = x
+        if k > 0:
+            inputs = pgd(model, x, y, eps, step_size, k, norm=norm, random_start=random_start, seed=seed + n)
+            delta = (inputs - x).flatten(1)
+            size = delta.abs().max(dim=1).values if norm == "linf" else delta.norm(dim=1)
+            violation = float(size.max()) - eps
+            if violation > 1e-5 * max(eps, 1.0):
+                raise RuntimeError(f"the PGD attack left the eps-ball at step {n}: |delta| - eps = {violation:.3g}")
+            max_violation = max(max_violation, violation)
+            grad_evals += k
+        opt.zero_grad()
+        loss = F.cross_entropy(model(inputs), y)
+        raise_if_nonfinite(loss.detach(), n, "adversarial training loss", "lr or the PGD step size is too large")
+        loss.backward()
+        opt.step()
+        grad_evals += 1
+        losses.append(float(loss.detach()))
+        cumulative.append(grad_evals)
+        if monitor is not None and ((monitor_every and (n + 1) % monitor_every == 0) or n == len(schedule) - 1):
+            if not records or records[-1][0] != grad_evals:
+                records.append((grad_evals, float(monitor(model))))
+    return dict(losses=losses, grad_evals=grad_evals, grad_evals_per_step=cumulative, monitor=records,
+                max_violation=max_violation)
+
+
+def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int = 50,
+                    step_size: float | None = None, norm: str = "l2", seed: int = 0) -> float:
+    """Accuracy under a PGD attack (``steps`` steps, ``step_size`` default ``2.5 eps / steps``, random start
+    seeded by ``seed``)."""
+    eps = check_float("eps", eps, positive=True)
+    steps = check_int("steps", steps, minimum=1)
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    adversarial = pgd(model, x, y, eps, step_size, steps, norm=norm, random_start=True, seed=seed)
+    with torch.no_grad():
+        return accuracy(model(adversarial), y)
