@@ -17,6 +17,8 @@ One module per topic, each readable on its own:
 * :mod:`mldyn_lite.robustness` — FGSM/PGD attacks and the closed-loop control defence (chapter 2);
 * :mod:`mldyn_lite.sme` — SGD as a stochastic differential equation, weak approximation, cSGD (chapter 2);
 * :mod:`mldyn_lite.batchnorm` — batch normalisation on least squares (chapter 2);
+* :mod:`mldyn_lite.committor` — committor functions: reference solver, rates, neural-network committor (chapter 4);
+* :mod:`mldyn_lite.quasipotential` — quasipotentials by orthogonal decomposition, minimum action paths (chapter 4);
 * :mod:`mldyn_lite.interactive` — sliders with kernel-free twins for the static book;
 * :mod:`mldyn_lite.selfcheck` — self-checks for the code exercises;
 * :mod:`mldyn_lite.coursework` — student and instructor editions (``python -m mldyn_lite.coursework``).
