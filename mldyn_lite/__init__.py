@@ -17,6 +17,9 @@ One module per topic, each readable on its own:
 * :mod:`mldyn_lite.robustness` — FGSM/PGD attacks and the closed-loop control defence (chapter 2);
 * :mod:`mldyn_lite.sme` — SGD as a stochastic differential equation, weak approximation, cSGD (chapter 2);
 * :mod:`mldyn_lite.batchnorm` — batch normalisation on least squares (chapter 2);
+* :mod:`mldyn_lite.onsager` — OnsagerNet, baselines, Lorenz '63 data, PCA and autoencoder (chapter 4);
+* :mod:`mldyn_lite.boussinesq` — a Rayleigh–Bénard Galerkin solver whose 3-mode truncation is Lorenz '63 (chapter 4);
+* :mod:`mldyn_lite.rare_events` — one entry point for the two modules below (chapter 4);
 * :mod:`mldyn_lite.committor` — committor functions: reference solver, rates, neural-network committor (chapter 4);
 * :mod:`mldyn_lite.quasipotential` — quasipotentials by orthogonal decomposition, minimum action paths (chapter 4);
 * :mod:`mldyn_lite.interactive` — sliders with kernel-free twins for the static book;

@@ -1,0 +1,354 @@
+"""OnsagerNet: structure for any weights, training, simulation, reductions, and the Lorenz '63 claims of 4.1."""
+
+import numpy as np
+import pytest
+import torch
+from scipy.integrate import solve_ivp
+from torchdiffeq import odeint
+
+from mldyn_lite.onsager import (
+    PCA,
+    Autoencoder,
+    MLPVectorField,
+    OnsagerNet,
+    gradient_flow_model,
+    integrate,
+    lorenz63,
+    lorenz63_data,
+    relative_derivative_error,
+    train_vector_field,
+)
+from mldyn_lite.training import TrainingDivergedError
+
+torch.set_num_threads(1)  # the book's setting; two threads on two busy cores are many times slower
+
+# ----------------------------------------------------------------------------------------------------
+# Structure, for random weights (a property test over seeded draws: hypothesis is not a dependency)
+# ----------------------------------------------------------------------------------------------------
+
+CASES = [(seed, dim, weight_scale) for seed in range(6) for dim, weight_scale in ((1, 1.0), (3, 3.0), (5, 0.3), (9, 1.0))]
+
+
+def random_model(seed, dim, weight_scale, **kwargs):
+    torch.manual_seed(seed)
+    model = OnsagerNet(dim, hidden=16, alpha=0.05 + 0.1 * (seed % 3), beta=0.1 * (1 + seed % 2), **kwargs)
+    with torch.no_grad():
+        for p in model.parameters():
+            p.add_(weight_scale * torch.randn_like(p))
+    return model.double()
+
+
+@pytest.mark.parametrize("seed,dim,weight_scale", CASES)
+def test_structure_holds_for_any_weights(seed, dim, weight_scale):
+    model = random_model(seed, dim, weight_scale)
+    h = 3 * torch.randn(64, dim, dtype=torch.float64)
+    M, W = model.matrices(h)
+    assert torch.linalg.eigvalsh(M).min().item() >= model.alpha - 1e-10       # M >= alpha I (second law)
+    assert torch.allclose(M, M.transpose(1, 2))                              # reciprocal relations
+    assert torch.equal(W + W.transpose(1, 2), torch.zeros_like(W))           # W antisymmetric
+    V = model.potential(h)
+    assert bool((V >= model.beta * (h**2).sum(-1) - 1e-12).all())            # V >= beta |h|^2
+    # the fused forward pass is -(M + W) grad V + g
+    explicit = -((M + W) @ model.grad_potential(h).unsqueeze(-1)).squeeze(-1) + model.force(h)
+    assert torch.allclose(model(h), explicit, atol=1e-10)
+    # the default force keeps trajectories bounded, whatever the weights
+    assert model.bounded_by_construction()
+
+
+@pytest.mark.parametrize("seed,dim,weight_scale", CASES[::3])
+def test_hand_written_grad_potential_matches_autograd(seed, dim, weight_scale):
+    model = random_model(seed, dim, weight_scale)
+    h = torch.randn(32, dim, dtype=torch.float64, requires_grad=True)
+    autograd = torch.autograd.grad(model.potential(h).sum(), h)[0]
+    assert torch.allclose(model.grad_potential(h), autograd, atol=1e-12)
+    twin = random_model(seed, dim, weight_scale, autograd_gradient=True)
+    assert torch.allclose(twin(h), model(h), atol=1e-12)
+    # and it is differentiable in the weights: same parameter gradients as the double-backward version
+    model(h).square().sum().backward()
+    twin(h).square().sum().backward()
+    for p, q in zip(model.parameters(), twin.parameters()):
+        assert torch.allclose(p.grad, q.grad, atol=1e-9)
+
+
+@pytest.mark.parametrize("seed,dim,weight_scale", CASES)
+def test_without_force_dV_dt_is_at_most_minus_alpha_grad_V_squared(seed, dim, weight_scale):
+    model = random_model(seed, dim, weight_scale, force="none")
+    h = 3 * torch.randn(256, dim, dtype=torch.float64)
+    grad_V = model.grad_potential(h)
+    dV_dt = (grad_V * model(h)).sum(-1)
+    assert bool((dV_dt <= -model.alpha * (grad_V**2).sum(-1) + 1e-9 * (1 + dV_dt.abs())).all())
+
+
+@pytest.mark.parametrize("seed,dim,weight_scale", [(3, 3, 0.3), (2, 9, 0.3)])
+def test_energy_never_increases_along_trajectories_without_force(seed, dim, weight_scale):
+    model = random_model(seed, dim, weight_scale, force="none")
+    h0 = 2 * torch.randn(6, dim, dtype=torch.float64)
+    times = torch.linspace(0, 0.3, 13, dtype=torch.float64)
+    with torch.no_grad():
+        path = odeint(lambda _t, h: model(h), h0, times, rtol=1e-9, atol=1e-11)
+    V = model.potential(path.reshape(-1, dim)).reshape(path.shape[:2]).detach()
+    # non-increasing to the integration tolerance ...
+    assert (V[1:] - V[:-1]).max().item() <= 1e-7 * (1 + V.abs().max().item())
+    # ... and strictly decreasing overall
+    assert bool((V[-1] < V[0]).all())
+    # the package's RK4 agrees with the adaptive solution
+    rk4, _ = integrate(model, h0, t_final=0.3, dt=1e-3, save_every=25)
+    assert torch.allclose(rk4, path, atol=1e-6 * (1 + path.abs().max().item()))
+
+
+def test_free_linear_force_can_break_the_guarantee_and_the_stable_one_cannot():
+    torch.manual_seed(0)
+    free = OnsagerNet(2, hidden=8, force="linear")
+    with torch.no_grad():
+        free.force_matrix.copy_(torch.eye(2))          # g(h) = h pushes outward faster than 2 alpha beta
+    assert not free.bounded_by_construction()
+    stable = OnsagerNet(2, hidden=8, force="stable")
+    with torch.no_grad():
+        for p in stable.parameters():
+            p.mul_(3.0)
+    assert stable.bounded_by_construction()
+    h0 = 50 * torch.randn(16, 2)
+    path, escaped = integrate(stable, h0, t_final=2.0, dt=1e-2, save_every=100, escape_radius=1e5)
+    assert not escaped.any()
+    assert bool((path[-1].norm(dim=1) < h0.norm(dim=1)).all())
+    _, escaped = integrate(free, h0, t_final=6.0, dt=2e-2, save_every=1000, escape_radius=1e3)
+    assert escaped.all()
+
+
+def test_gradient_flow_has_no_conservative_part_and_no_force():
+    model = gradient_flow_model(3, hidden=8)
+    h = torch.randn(10, 3)
+    _, W = model.matrices(h)
+    assert torch.equal(W, torch.zeros_like(W))
+    assert torch.equal(model.force(h), torch.zeros_like(h))
+    assert model.force_operator() is None
+
+
+# ----------------------------------------------------------------------------------------------------
+# Simulation, data, reductions
+# ----------------------------------------------------------------------------------------------------
+
+def test_integrate_agrees_with_torchdiffeq():
+    A = torch.tensor([[-0.1, 2.0], [-2.0, -0.1]], dtype=torch.float64)
+
+    def field(h):
+        return h @ A.T - 0.1 * h**3
+
+    h0 = torch.tensor([[1.0, 0.5], [-0.3, 2.0]], dtype=torch.float64)
+    path, _ = integrate(field, h0, t_final=5.0, dt=0.01, save_every=100)
+    reference = odeint(lambda _t, h: field(h), h0, torch.linspace(0, 5, 6, dtype=torch.float64), rtol=1e-10, atol=1e-11)
+    assert path.shape == (6, 2, 2)
+    assert torch.allclose(path, reference, atol=1e-8)
+
+
+def test_integrate_freezes_escaping_trajectories():
+    path, escaped = integrate(lambda h: h * h, torch.tensor([[2.0], [-1.0]]), t_final=2.0, dt=0.01, escape_radius=100)
+    assert escaped.tolist() == [True, False]
+    assert torch.isfinite(path).all()
+    assert path[-1, 0].item() <= 100
+
+
+def test_lorenz_data_match_single_trajectory_solves():
+    t, states, derivatives = lorenz63_data(n_trajectories=3, t_final=1.0, n_snapshots=11, r=16.0, seed=4)
+    assert states.shape == derivatives.shape == (3, 11, 3)
+    assert np.allclose(derivatives, lorenz63(states, r=16.0))
+    single = solve_ivp(lambda _t, y: lorenz63(y, r=16.0), (0, 1), states[1, 0], t_eval=t, rtol=1e-11, atol=1e-11)
+    assert np.allclose(single.y.T, states[1], atol=1e-6)
+    torch_version = lorenz63(torch.tensor(states), r=16.0).numpy()
+    assert np.allclose(torch_version, derivatives)
+
+
+def test_pca_matches_the_covariance_eigendecomposition():
+    rng = np.random.default_rng(0)
+    data = rng.standard_normal((500, 6)) @ rng.standard_normal((6, 6)) + 3.0
+    pca = PCA(data, dim=2)
+    eigenvalues, eigenvectors = np.linalg.eigh(np.cov(data.T))
+    assert np.allclose(pca.explained_variance_ratio, eigenvalues[::-1] / eigenvalues.sum())
+    assert np.allclose(np.abs(pca.components.T @ eigenvectors[:, ::-1][:, :2]), np.eye(2), atol=1e-8)
+    in_span = pca.mean + rng.standard_normal((5, 2)) @ pca.components.T
+    assert np.allclose(pca.decode(pca.encode(in_span)), in_span)
+
+
+def test_autoencoder_starts_at_pca_and_improves_reconstruction():
+    rng = np.random.default_rng(1)
+    angle = rng.uniform(0, 2 * np.pi, 400)
+    data = np.stack([np.cos(angle), np.sin(angle), 0.3 * np.cos(2 * angle), 0.1 * rng.standard_normal(400)], 1)
+    pca = PCA(data, dim=2)
+    torch.manual_seed(0)
+    autoencoder = Autoencoder(pca, hidden=16)
+    x = torch.tensor(data, dtype=torch.float32)
+    assert np.allclose(autoencoder.encode(x).detach().numpy(), pca.encode(data), atol=1e-5)
+    pca_error = ((pca.decode(pca.encode(data)) - data) ** 2).sum(1).mean()
+    from mldyn_lite.onsager import train_autoencoder
+
+    train_autoencoder(autoencoder, data, steps=100, lr=1e-2, isometry=0.1, batch_size=128, device="cpu")
+    with torch.no_grad():
+        ae_error = ((autoencoder(x) - x) ** 2).sum(1).mean().item()
+    assert ae_error < 0.5 * pca_error
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training and input validation
+# ----------------------------------------------------------------------------------------------------
+
+def test_training_stops_with_step_and_cause_on_divergence():
+    torch.manual_seed(0)
+    x = torch.randn(200, 2)
+    model = MLPVectorField(2, hidden=8)
+    with pytest.raises(TrainingDivergedError, match=r"at step \d+; likely cause"):
+        train_vector_field(model, x, x, steps=50, lr=1e20, device="cpu")
+
+
+def test_training_validates_inputs():
+    model = OnsagerNet(3, hidden=4)
+    good = np.zeros((10, 3))
+    with pytest.raises(ValueError, match="states and derivatives"):
+        train_vector_field(model, good, np.zeros((10, 2)), device="cpu")
+    with pytest.raises(ValueError, match="states contains NaN"):
+        train_vector_field(model, np.full((10, 3), np.nan), good, device="cpu")
+    with pytest.raises(ValueError, match="validation_fraction"):
+        train_vector_field(model, good, good, validation_fraction=0.95, device="cpu")
+    with pytest.raises(TypeError, match="model must be a torch.nn.Module"):
+        train_vector_field("model", good, good, device="cpu")
+
+
+def test_constructors_and_functions_name_bad_arguments():
+    with pytest.raises(ValueError, match="dim must be >= 1"):
+        OnsagerNet(0)
+    with pytest.raises(ValueError, match="force must be one of"):
+        OnsagerNet(3, force="quadratic")
+    with pytest.raises(TypeError, match="hidden must be an integer"):
+        MLPVectorField(3, hidden=2.5)
+    with pytest.raises(ValueError, match="alpha must be >= 0"):
+        OnsagerNet(3, alpha=-1.0)
+    with pytest.raises(ValueError, match="x must have last dimension 3"):
+        lorenz63(np.zeros((4, 2)))
+    with pytest.raises(ValueError, match="box must hold three"):
+        lorenz63_data(2, box=[(0, 1), (0, 1)])
+    with pytest.raises(ValueError, match="h0 must have 2 dimensions"):
+        integrate(lambda h: h, torch.zeros(3), 1.0)
+    with pytest.raises(ValueError, match="field\\(h\\) must return the shape of h"):
+        integrate(lambda h: h[:, :1], torch.zeros(2, 3), 0.1, dt=0.05)
+    with pytest.raises(ValueError, match="dim must be <= 3"):
+        PCA(np.zeros((10, 3)), dim=4)
+    with pytest.raises(TypeError, match="pca must be a PCA"):
+        Autoencoder(np.zeros((3, 3)))
+
+
+# ----------------------------------------------------------------------------------------------------
+# The claims of notebook 4.1 (Lorenz '63, r = 28), with its settings
+# ----------------------------------------------------------------------------------------------------
+
+SCALE = 10.0
+
+
+@pytest.fixture(scope="module")
+def lorenz_models():
+    _, states, derivatives = lorenz63_data(n_trajectories=100, t_final=3.0, n_snapshots=100, r=28.0, seed=0)
+    torch.manual_seed(0)
+    models = {"OnsagerNet": OnsagerNet(3, hidden=24), "MLP": MLPVectorField(3, hidden=28, depth=2),
+              "gradient flow": gradient_flow_model(3, hidden=24)}
+    for name, model in models.items():
+        train_vector_field(model, states[:80] / SCALE, derivatives[:80] / SCALE, steps=1200 if name != "gradient flow"
+                           else 400, lr=1e-2, batch_size=512, seed=0, device="cpu")
+    torch.manual_seed(0)
+    models["OnsagerNet, beta=1"] = OnsagerNet(3, hidden=24, beta=1.0)
+    train_vector_field(models["OnsagerNet, beta=1"], states[:80] / SCALE, derivatives[:80] / SCALE, steps=1200,
+                       lr=1e-2, batch_size=512, seed=0, device="cpu")
+    test_h = torch.tensor(states[80:] / SCALE, dtype=torch.float32)
+    test_dh = torch.tensor(derivatives[80:] / SCALE, dtype=torch.float32)
+    return models, test_h, test_dh
+
+
+def starts_inside_and_far():
+    rng = np.random.default_rng(1)
+    inside = rng.uniform([-25, -25, -5], [25, 25, 30], size=(20, 3))
+    direction = rng.standard_normal((20, 3))
+    direction /= np.linalg.norm(direction, axis=1, keepdims=True)
+    far = np.array([0.0, 0.0, 25.0]) + direction * np.exp(rng.uniform(np.log(50), np.log(1000), size=(20, 1)))
+    return np.concatenate([inside, far])
+
+
+def is_back(x):
+    return (np.abs(x[:, 0]) < 30) & (np.abs(x[:, 1]) < 30) & (x[:, 2] > 0) & (x[:, 2] < 60)
+
+
+def test_onsagernet_fits_lorenz_several_times_better_than_an_mlp(lorenz_models):
+    models, test_h, test_dh = lorenz_models
+    with torch.no_grad():
+        error = {k: relative_derivative_error(m, test_h.reshape(-1, 3), test_dh.reshape(-1, 3)).item()
+                 for k, m in models.items()}
+    assert error["OnsagerNet"] < 3e-3                 # notebook: 1.2e-3
+    assert error["OnsagerNet, beta=1"] < 3e-3         # notebook: 9.7e-4
+    assert error["OnsagerNet"] < 0.25 * error["MLP"]  # notebook: about ten times smaller
+    assert error["gradient flow"] > 0.1               # notebook: 0.18 — cannot fit the dynamics
+
+
+def test_short_time_error_below_the_stated_bound(lorenz_models):
+    models, test_h, _ = lorenz_models
+    truth = test_h[:, :34].numpy()
+    for name, bound in (("OnsagerNet", 0.1), ("MLP", 0.15)):
+        path, _ = integrate(models[name], test_h[:, 0], t_final=33 * 3 / 99, dt=1 / 99, save_every=3)
+        deviation = np.linalg.norm(path.numpy().transpose(1, 0, 2) - truth, axis=-1)
+        error = deviation.mean() / np.linalg.norm(truth, axis=-1).mean()
+        assert error < bound, name                    # notebook: 0.050 and 0.083
+
+
+def test_long_runs_stay_bounded_and_reproduce_the_attractor(lorenz_models):
+    models, _, _ = lorenz_models
+    starts = torch.tensor(starts_inside_and_far() / SCALE, dtype=torch.float32)
+    # (the published beta = 0.1 model cannot escape either: test_structure_holds_for_any_weights)
+    for name in ("OnsagerNet, beta=1", "MLP"):
+        path, escaped = integrate(models[name], starts, t_final=100.0, dt=0.025, save_every=2, escape_radius=1e3)
+        path = SCALE * path.numpy()
+        assert not escaped.any(), name                          # nothing blows up
+        assert is_back(path[-1, :20]).all(), name               # 20 starts from the training box: all bounded
+        z = path[1000:, :20, 2]                                 # t in [50, 100]
+        assert abs(z.mean() - 23.55) < 1.0 and abs(z.std() - 8.60) < 0.8, name
+        if name == "OnsagerNet, beta=1":
+            assert is_back(path[-1, 20:]).all()                 # and every far start comes back
+
+
+def test_gradient_flow_comes_to_rest(lorenz_models):
+    models, _, _ = lorenz_models
+    starts = torch.tensor(starts_inside_and_far()[:20] / SCALE, dtype=torch.float32)
+    path, _ = integrate(models["gradient flow"], starts, t_final=10.0, dt=0.025)
+    with torch.no_grad():
+        speed = SCALE * models["gradient flow"](path[-1]).norm(dim=-1)
+    assert speed.max().item() < 0.05               # Lorenz speeds on the attractor are ~100
+    assert path[-1, :, 2].std().item() < 1e-3
+
+
+def test_r16_fixed_points_and_basins():
+    # notebook 4.1, section 4: OnsagerNet at r = 16 lands every start on the truth's fixed point
+    _, states, derivatives = lorenz63_data(100, 3.0, 100, r=16.0, seed=0)
+    inside = starts_inside_and_far()[:20]
+    end_true = solve_ivp(lambda _t, y: lorenz63(y.reshape(-1, 3), r=16.0).ravel(), (0, 30), inside.ravel(),
+                         method="DOP853", rtol=1e-9, atol=1e-9).y[:, -1].reshape(20, 3)
+    torch.manual_seed(0)
+    model = OnsagerNet(3, hidden=24)
+    train_vector_field(model, states[:80] / SCALE, derivatives[:80] / SCALE, steps=1200, lr=1e-2, batch_size=512,
+                       seed=0, device="cpu")
+    path, _ = integrate(model, torch.tensor(inside / SCALE, dtype=torch.float32), 30.0, dt=0.025, save_every=40)
+    end = SCALE * path[-1].numpy()
+    fixed_point = np.array([np.sqrt(8 / 3 * 15), np.sqrt(8 / 3 * 15), 15.0])
+    assert (np.sign(end[:, 0]) == np.sign(end_true[:, 0])).sum() >= 19      # notebook: 20/20
+    assert np.abs(np.abs(end) - fixed_point).max() < 0.1                    # notebook: 0.037
+
+
+# ----------------------------------------------------------------------------------------------------
+# CUDA
+# ----------------------------------------------------------------------------------------------------
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_matches_cpu_and_trains():
+    model = random_model(0, 3, 1.0)
+    h = torch.randn(50, 3, dtype=torch.float64)
+    assert torch.allclose(model(h), model.to("cuda")(h.cuda()).cpu(), atol=1e-10)
+    _, states, derivatives = lorenz63_data(10, 1.0, 20, seed=0)
+    torch.manual_seed(0)
+    net = OnsagerNet(3, hidden=8)
+    history = train_vector_field(net, states / SCALE, derivatives / SCALE, steps=20, device="cuda")
+    assert np.isfinite(history["best_validation"])
+    path, _ = integrate(net, torch.zeros(4, 3, device="cuda"), t_final=0.1, dt=0.01)
+    assert path.device.type == "cuda"
