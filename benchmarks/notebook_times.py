@@ -85,7 +85,7 @@ def main(argv: list[str]) -> int:
         "",
     ])
     args.output.write_text(text)
-    print(f"total {total:.1f} s; wrote {args.output.relative_to(ROOT)}")
+    print(f"total {total:.1f} s; wrote {args.output}")
     return 0
 
 
