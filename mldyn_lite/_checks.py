@@ -109,3 +109,15 @@ def check_array(name: str, value, *, ndim: int | None = None, finite: bool = Tru
     if finite and not np.all(np.isfinite(array)):
         raise ValueError(f"{name} contains NaN or Inf")
     return array
+
+
+def check_box(box, name: str = "box"):
+    """Return ``((xmin, xmax), (ymin, ymax))`` as floats, or raise if ``box`` is not such a rectangle."""
+    try:
+        (x0, x1), (y0, y1) = box
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{name} must be ((xmin, xmax), (ymin, ymax)), got {box!r}") from exc
+    x0, x1, y0, y1 = (check_float(name, v) for v in (x0, x1, y0, y1))
+    if not (x0 < x1 and y0 < y1):
+        raise ValueError(f"{name} must satisfy xmin < xmax and ymin < ymax, got {box!r}")
+    return (x0, x1), (y0, y1)

@@ -50,7 +50,7 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from ._checks import check_array, check_callable, check_float, check_int, check_tensor
+from ._checks import check_array, check_box, check_callable, check_float, check_int, check_tensor
 from .runtime import get_device
 from .training import raise_if_nonfinite
 
@@ -165,15 +165,7 @@ MB_STATE_A = Disk((-0.558, 1.441), 0.1)
 MB_STATE_B = Disk((0.623, 0.028), 0.1)
 
 
-def _check_box(box):
-    try:
-        (x0, x1), (y0, y1) = box
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"box must be ((xmin, xmax), (ymin, ymax)), got {box!r}") from exc
-    x0, x1, y0, y1 = (check_float("box", v) for v in (x0, x1, y0, y1))
-    if not (x0 < x1 and y0 < y1):
-        raise ValueError(f"box must satisfy xmin < xmax and ymin < ymax, got {box!r}")
-    return (x0, x1), (y0, y1)
+_check_box = check_box
 
 
 def _check_states(state_a, state_b, box):

@@ -38,7 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import check_array, check_callable, check_float, check_int, check_tensor
+from ._checks import check_array, check_box, check_callable, check_float, check_int, check_tensor
 from .runtime import get_device
 from .training import raise_if_nonfinite
 
@@ -79,15 +79,7 @@ def maier_stein_drift(points: torch.Tensor, beta: float = 10.0) -> torch.Tensor:
     return torch.stack([x - x**3 - beta * x * y**2, -(1 + x**2) * y], dim=1)
 
 
-def _check_box(box):
-    try:
-        (x0, x1), (y0, y1) = box
-    except (TypeError, ValueError) as exc:
-        raise TypeError(f"box must be ((xmin, xmax), (ymin, ymax)), got {box!r}") from exc
-    x0, x1, y0, y1 = (check_float("box", v) for v in (x0, x1, y0, y1))
-    if not (x0 < x1 and y0 < y1):
-        raise ValueError(f"box must satisfy xmin < xmax and ymin < ymax, got {box!r}")
-    return (x0, x1), (y0, y1)
+_check_box = check_box
 
 
 def uniform_points(n: int, box=DEFAULT_BOX, seed: int = 0, device=None, dtype=torch.float32) -> torch.Tensor:
