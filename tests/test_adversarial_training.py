@@ -15,14 +15,6 @@ from mldyn_lite.training import TrainingDivergedError
 D, EPS, STEPS, SEEDS = 20, 0.5, 200, (0, 1, 2)
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    ml.set_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     ml.set_seed(0)

@@ -6,20 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-import mldyn_lite as ml
 from mldyn_lite import committor as cm
 
 KT = 10.0
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebooks' setting (ml.setup): one torch thread, which is also much faster on two busy cores."""
-    threads = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    ml.set_threads(threads)
-
 
 
 @pytest.fixture(scope="module")

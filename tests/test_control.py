@@ -8,18 +8,7 @@ from scipy.integrate import quad
 from scipy.linalg import expm, solve_continuous_are
 from scipy.optimize import isotonic_regression
 
-import mldyn_lite as ml
 from mldyn_lite import control as ctl
-
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebooks' setting (ml.setup): one torch thread, which is also much faster on two busy cores."""
-    threads = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    ml.set_threads(threads)
-
 
 # --------------------------------------------------------------------------------------------------
 # 2.3 — costate = back-propagation

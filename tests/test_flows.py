@@ -19,15 +19,6 @@ RK4_DEPTHS = [4, 8, 16, 32, 64]
 MIDPOINT_DEPTHS = EULER_DEPTHS[:7]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The book's setting (see mldyn_lite.runtime): 2 torch threads crawl when the other core is busy."""
-    previous = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def make_field(device="cpu"):
     return flows.SmoothTanhField(dim=2, width=16, T=T, scale=1.0, seed=1, device=device)
 

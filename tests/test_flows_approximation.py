@@ -15,15 +15,6 @@ import mldyn_lite as ml
 from mldyn_lite import datasets, flows
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The book's setting (see mldyn_lite.runtime): 2 torch threads crawl when the other core is busy."""
-    previous = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    torch.set_num_threads(previous)
-
-
 def accuracy(model, x, labels):
     with torch.no_grad():
         return (model(x).argmax(dim=1) == labels).float().mean().item()

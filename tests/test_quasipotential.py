@@ -7,19 +7,10 @@ import pytest
 import torch
 from scipy.integrate import solve_ivp
 
-import mldyn_lite as ml
 from mldyn_lite import quasipotential as qp
 
 S = np.linspace(0, 1, 61)
 
-
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebooks' setting (ml.setup): one torch thread, which is also much faster on two busy cores."""
-    threads = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    ml.set_threads(threads)
 
 STRAIGHT = np.stack([-1 + S, 0 * S], 1)
 BENT = np.stack([-1 + S, 0.3 * np.sin(np.pi * S)], 1)

@@ -14,15 +14,6 @@ from mldyn_lite import robustness as rob
 D = 20
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebooks' setting (ml.setup): one torch thread, which is also much faster on two busy cores."""
-    threads = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    ml.set_threads(threads)
-
-
 def moons_toy(device="cpu"):
     ml.set_seed(0)
     Q, _ = torch.linalg.qr(torch.randn(D, 2, generator=torch.Generator().manual_seed(0)))

@@ -16,15 +16,6 @@ NOISE = 0.3
 POLY_SIZES = [64, 128, 256, 512, 1024, 2048, 4096]
 
 
-@pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """The notebook's setting (ml.setup): one torch thread, which is also much faster on two busy cores."""
-    threads = torch.get_num_threads()
-    ml.set_threads(1)
-    yield
-    ml.set_threads(threads)
-
-
 def polynomial_law_ratio(run, degree, noise=NOISE):
     """Measured mean (paired) gap divided by the least-squares prediction 2 sigma^2 p / N."""
     return run.mean_gap(paired=True) / (2 * noise**2 * (degree + 1) / run.sizes)
