@@ -1,27 +1,4 @@
-r"""Self-checks for the book's code exercises.
-
-A self-check runs the reader's function on fresh cases — inputs the notebook never used, with answers
-known in closed form or from the package — and answers with a specific message: which case failed,
-what was expected, what came back, and a hint. Where a wrong answer matches a typical mistake
-(forward Euler instead of the midpoint rule, a forgotten factor 2, a hard-coded time step) the hint
-names that mistake.
-
-In a notebook, after the exercise::
-
-    from mldyn_lite.selfcheck import check_midpoint_flow
-    check_midpoint_flow(midpoint_flow)
-
-The result prints as ``✓ …`` or ``✗ …`` with the details, and is truthy only when every case passed
-(``assert check_midpoint_flow(midpoint_flow)`` for autograding). A function that still raises
-``NotImplementedError`` (the stub of the student edition, :mod:`mldyn_lite.coursework`) makes the
-check raise ``NotImplementedError`` too, naming the exercise.
-
-Adding a check for another exercise: write ``check_<something>(fn)`` that builds a list of
-``(description, case)`` pairs, where ``case()`` calls ``fn`` and raises :class:`CaseFailed` with
-``expected``, ``got`` and ``hint`` when the answer is wrong, and returns :func:`run_cases`;
-decorate it with ``@exercise_check("ex-label")`` so that :func:`check` finds it by the exercise's label.
-
-Checks of chapter 1:
+r"""Self-checks of chapter 1.
 
 * :func:`check_midpoint_flow` — ex-ch1-midpoint (notebook 1.2): the explicit midpoint residual
   network :math:`x_{n+1} = x_n + \delta f(t_n + \delta/2,\ x_n + \tfrac{\delta}{2} f(t_n, x_n))`;
@@ -31,115 +8,13 @@ Checks of chapter 1:
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
-
 import numpy as np
 import torch
 
-from ._checks import check_callable
+from .._checks import check_callable
+from ._framework import CaseFailed, CheckResult, describe, diagnose, exercise_check, run_cases
 
-CHECKS: dict[str, Callable] = {}
-
-
-def exercise_check(label: str):
-    """Register a check function under an exercise label, for :func:`check`."""
-    def register(function: Callable) -> Callable:
-        if label in CHECKS:
-            raise ValueError(f"a self-check for {label} exists already: {CHECKS[label].__name__}")
-        CHECKS[label] = function
-        function.exercise = label
-        return function
-    return register
-
-
-def check(label: str, function) -> CheckResult:
-    """Run the self-check of exercise ``label`` (e.g. ``"ex-ch1-midpoint"``) on ``function``."""
-    if label not in CHECKS:
-        raise ValueError(f"no self-check for exercise {label!r}; there are: {', '.join(sorted(CHECKS))}")
-    return CHECKS[label](function)
-
-
-# --- the framework ------------------------------------------------------------------------------
-
-class CaseFailed(Exception):
-    """Raised by a case when the reader's answer is wrong."""
-
-    def __init__(self, expected: str, got: str, hint: str):
-        super().__init__(f"expected {expected}, got {got}")
-        self.expected, self.got, self.hint = expected, got, hint
-
-
-@dataclass(frozen=True)
-class CheckResult:
-    """Outcome of a self-check; prints as a message for the reader, truthy when every case passed."""
-
-    exercise: str
-    function: str
-    cases: int
-    passed: bool
-    failed_case: int | None = None
-    case: str | None = None
-    expected: str | None = None
-    got: str | None = None
-    hint: str | None = None
-
-    def __bool__(self) -> bool:
-        return self.passed
-
-    def __str__(self) -> str:
-        if self.passed:
-            return f"✓ {self.exercise}: {self.function} passed all {self.cases} checks."
-        return "\n".join([
-            f"✗ {self.exercise}: {self.function} failed check {self.failed_case} of {self.cases}: {self.case}",
-            f"  expected: {self.expected}",
-            f"  got:      {self.got}",
-            f"  hint:     {self.hint}",
-        ])
-
-    __repr__ = __str__
-
-
-def run_cases(exercise: str, function, cases: list[tuple[str, Callable[[], None]]]) -> CheckResult:
-    """Run ``cases`` in order and stop at the first failure; see the module docstring."""
-    name = getattr(function, "__name__", type(function).__name__)
-    for number, (description, case) in enumerate(cases, start=1):
-        try:
-            case()
-        except CaseFailed as failure:
-            return CheckResult(exercise, name, len(cases), False, number, description,
-                               failure.expected, failure.got, failure.hint)
-        except NotImplementedError as exc:
-            raise NotImplementedError(f"{exercise}: {name} is not written yet ({exc}). Replace the line "
-                                      "`raise NotImplementedError(...)` by your code, then run this check again.") from None
-        except Exception as exc:  # the reader's code crashed: report it as a failed case, with the error
-            return CheckResult(exercise, name, len(cases), False, number, description, "no error",
-                               f"{type(exc).__name__}: {exc}",
-                               "call your function yourself with the arguments of this case and read the traceback")
-    return CheckResult(exercise, name, len(cases), True)
-
-
-def describe(value) -> str:
-    """Short text for a value in a message: arrays show their shape and a few entries."""
-    if isinstance(value, torch.Tensor):
-        value = value.detach().cpu().numpy()
-    if isinstance(value, np.ndarray):
-        text = np.array2string(value, precision=4, threshold=8, edgeitems=2, suppress_small=True)
-        return f"array of shape {value.shape}: {' '.join(text.split())}"
-    return f"{type(value).__name__} {value!r}"
-
-
-def _matches(got, candidate, rtol: float = 1e-6, atol: float = 1e-9) -> bool:
-    got, candidate = np.asarray(got, dtype=float), np.asarray(candidate, dtype=float)
-    return got.shape == candidate.shape and bool(np.allclose(got, candidate, rtol=rtol, atol=atol))
-
-
-def diagnose(got, mistakes: list[tuple[object, str]], default: str) -> str:
-    """The hint of the first typical mistake whose answer equals ``got``, else ``default``."""
-    for answer, hint in mistakes:
-        if _matches(got, answer):
-            return hint
-    return default
+__all__ = ["check_linear_field_fit", "check_midpoint_flow"]
 
 
 # --- chapter 1 · notebook 1.2: the midpoint residual network -----------------------------------
