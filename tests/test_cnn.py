@@ -134,3 +134,11 @@ def test_cnn_cpu_and_cuda_agree():
     assert torch.allclose(cpu(x), cuda(x.cuda()).cpu(), atol=1e-12)
     net = LinearRNN(6, seed=0, device="cuda")
     assert torch.allclose(LinearRNN(6, seed=0).kernel(50), net.kernel(50).cpu(), atol=1e-12)
+
+
+def test_polynomial_kernel_ranks_grow_as_the_tolerance_falls():
+    """Notebook 3.2, ex-ch3-unfolding-ranks: (1 + s)^-1.1 with K = 8 has largest rank 2 at tol 1e-2 and 6 at 1e-8."""
+    rho = polynomial_kernel(S)
+    largest = [max(tensorisation_ranks(rho, K, tol=tol)) for tol in (1e-2, 1e-3, 1e-4, 1e-6, 1e-8)]
+    assert largest == [2, 3, 4, 5, 6]
+    assert tensorisation_ranks(rho, K, tol=1e-8) == [2, 4, 6, 6, 6, 4, 2]

@@ -268,3 +268,24 @@ def test_plateau_trainer_cpu_and_cuda_agree():
     lags = 0.25 * np.arange(101)
     assert train_linear_rnn_kernel(lags, np.exp(-lags), 2, steps=50, device="cuda")[2] == pytest.approx(
         train_linear_rnn_kernel(lags, np.exp(-lags), 2, steps=50, device="cpu")[2], rel=1e-6)
+
+
+def test_fixed_causal_filter_reaches_the_floor_and_beats_the_causal_rnn():
+    """Notebook 3.1, ex-ch3-causal-filter: the past half of the weights gives MSE 0.409 (floor 0.406) where the
+    whole future is inside the sequence, and relative error 0.4 on all positions against 0.43 for the causal RNN."""
+    x, y = smoothing_seq2seq(128, length=30, seed=0)
+    x_test, y_test = smoothing_seq2seq(512, length=30, seed=1)
+    weights = smoothing_weights(3.0)
+    J = len(weights) // 2
+    floor = np.sum(weights[J + 1:] ** 2)
+    inputs, targets = x_test[..., 0].numpy().astype(float), y_test.numpy().astype(float)
+    prediction = np.zeros_like(inputs)
+    for lag, weight in enumerate(weights[J::-1]):  # rho_lag = g_{-lag}
+        prediction[:, lag:] += weight * inputs[:, :inputs.shape[1] - lag]
+    squared = (prediction - targets) ** 2
+    assert abs(squared[:, :inputs.shape[1] - J].mean() - floor) < 0.02 * floor  # the floor, up to sampling error
+    filter_error = squared.mean() / targets.var()
+    assert filter_error < floor  # the last J targets miss part of their future, so part of the unpredictable energy
+    causal = SequenceRNN(1, hidden=32, seed=0)
+    train_sequence_model(causal, x, y, steps=300)
+    assert filter_error < _relative_error(causal, x_test, y_test)

@@ -338,3 +338,27 @@ def test_cuda_matches_cpu():
     out = sme.sgd_paths(problem.stochastic_gradient, torch.ones(2, dtype=F64), 0.1, 50, n_paths=10, control=ctrl,
                         device="cuda")
     assert out.device.type == "cuda"
+
+
+def test_gradient_noise_of_a_small_network_is_dominated_by_one_direction():
+    """Notebook 2.6, ex-ch2-mlp-covariance: for the 2-8-1 tanh network the largest eigenvalue carries 0.59 of tr Σ."""
+    from torch.func import functional_call, grad, vmap
+
+    gen = torch.Generator().manual_seed(0)
+    n, d, batch_size = 200, 2, 4
+    mixing = torch.tensor([[1.0, 0.0], [0.5, 0.6]], dtype=torch.float64)
+    X = torch.randn(n, d, generator=gen, dtype=torch.float64) @ mixing.T
+    y = X @ torch.tensor([1.0, -2.0], dtype=torch.float64) + 0.5 * torch.randn(n, generator=gen, dtype=torch.float64)
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(2, 8), torch.nn.Tanh(), torch.nn.Linear(8, 1)).double()
+    ml.fit(net, lambda: 0.5 * ((net(X)[:, 0] - y) ** 2).mean(), steps=300, lr=0.02)
+    params = {name: p.detach() for name, p in net.named_parameters()}
+
+    def sample_loss(p, xi, yi):
+        return 0.5 * (functional_call(net, p, (xi[None, :],))[0, 0] - yi) ** 2
+
+    grads = vmap(grad(sample_loss), in_dims=(None, 0, 0))(params, X, y)
+    sigma = sme.per_sample_covariance(torch.cat([g.reshape(n, -1) for g in grads.values()], dim=1), batch_size)
+    eigenvalues = torch.linalg.eigvalsh(sigma)
+    assert sigma.shape == (33, 33) and eigenvalues[0] > -1e-12
+    assert (eigenvalues[-1] / eigenvalues.sum()).item() == pytest.approx(0.59, abs=0.005)
