@@ -185,3 +185,22 @@ def test_cuda_agrees_with_cpu(data):
     cuda = train(data, "annealed", 0, device="cuda")
     assert cuda[2]["grad_evals"] == cpu[2]["grad_evals"]
     assert cuda[1] == pytest.approx(cpu[1], abs=0.02)
+
+
+# --- exercise solutions ---------------------------------------------------------------------------------
+
+
+def test_solution_linear_schedule_cost_and_its_limit_of_one_half():
+    """Notebook 2.9, ex-ch2-amata-cost: the linear schedule from K_min = 1 to K_max over N = 200 steps costs
+    N (1 + (K_min + K_max) / 2) gradient evaluations: exactly 1300 (K_max = 10) and 2300 (K_max = 20), i.e. 0.591
+    and 0.548 of PGD-K_max; the fraction (1 + (K_min + K_max)/2) / (1 + K_max) falls towards 1/2 as K_max grows."""
+    fractions = []
+    for k_max, exact in ((10, 1300), (20, 2300)):
+        cost = rob.schedule_cost(rob.annealed_schedule(STEPS, 1, k_max, EPS))
+        assert cost == exact == STEPS * (1 + (1 + k_max) / 2)
+        fractions.append(cost / rob.schedule_cost(rob.constant_schedule(STEPS, k_max, EPS)))
+    assert fractions == pytest.approx([0.591, 0.548], abs=5e-4)
+    big = rob.schedule_cost(rob.annealed_schedule(STEPS, 1, 400, EPS)) / rob.schedule_cost(
+        rob.constant_schedule(STEPS, 400, EPS))
+    assert 0.5 < big < fractions[1] < fractions[0]
+    assert big == pytest.approx(0.5, abs=0.005)

@@ -142,3 +142,36 @@ def test_polynomial_kernel_ranks_grow_as_the_tolerance_falls():
     largest = [max(tensorisation_ranks(rho, K, tol=tol)) for tol in (1e-2, 1e-3, 1e-4, 1e-6, 1e-8)]
     assert largest == [2, 3, 4, 5, 6]
     assert tensorisation_ranks(rho, K, tol=1e-8) == [2, 4, 6, 6, 6, 4, 2]
+
+
+def test_solution_delay_by_63_takes_the_delayed_tap_in_every_layer():
+    """Notebook 3.2, ex-ch3-tt-ranks: since 63 = 111111_2, the one-channel dilated CNN with K = 6 that implements
+    y_t = x_{t-63} takes the delayed tap in every layer: conv1d weight [1, 0] for k = 0, ..., 5; a layer with
+    [0, 1] instead skips its delay 2^k. (The ranks 1, 1 and 2 of the same solution:
+    test_tensorisation_ranks_match_the_known_values.)"""
+    net = DilatedCausalCNN(layers=6, channels=1, seed=0, dtype=torch.float64)
+    with torch.no_grad():
+        for w in net.weights:
+            w.copy_(torch.tensor([[[1.0, 0.0]]], dtype=torch.float64))
+        x = torch.randn(3, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
+        y = net(x)
+        assert torch.equal(y[:, 63:], x[:, :-63]) and torch.all(y[:, :63] == 0)
+        net.weights[5].copy_(torch.tensor([[[0.0, 1.0]]], dtype=torch.float64))  # layer 5 (dilation 32) skips
+        assert torch.equal(net(x)[:, 31:], x[:, :-31])
+
+
+def test_solution_depth_for_long_exponential_memory():
+    """Notebook 3.2, ex-ch3-cnn-depth: the unseen tail of e^{-lambda s} beyond the receptive field 2^K carries the
+    fraction e^{-2 lambda 2^K} of the output variance (white-noise input); for lambda = 0.02 and eps = 1e-3 this
+    needs 2^K >= 173, i.e. K = 8 layers (K = 7 is not enough)."""
+    lam, eps = 0.02, 1e-3
+    s = np.arange(20_000)
+    rho = np.exp(-lam * s)
+    fractions = {}
+    for K in (7, 8):
+        seen = DilatedCausalCNN(layers=K, channels=1).receptive_field
+        assert seen == 2**K
+        fractions[K] = (rho[seen:] ** 2).sum() / (rho**2).sum()  # white noise: variance = kernel energy
+        assert fractions[K] == pytest.approx(np.exp(-2 * lam * 2**K), rel=1e-9)
+    assert np.log(1 / eps) / (2 * lam) == pytest.approx(173, abs=0.5)
+    assert fractions[7] > eps > fractions[8]

@@ -5,6 +5,7 @@ import math
 import numpy as np
 import pytest
 import torch
+from scipy.stats import chi2
 
 from mldyn_lite import committor as cm
 
@@ -255,3 +256,66 @@ def test_cpu_and_cuda_agree(reference):
     fit = cm.fit_committor(cm.BoltzmannSampler(cm.mueller_brown, kT=KT, device="cuda"), seed=0)
     errors = cm.committor_errors(fit.net, reference)
     assert errors["low_energy"] <= 0.05 and errors["transition"] <= 0.1
+
+
+# ------------------------------------------------------------------------------------ exercise solutions
+
+
+def test_solution_double_well_grid_committor_follows_the_one_dimensional_formula():
+    """Notebook 4.3, ex-ch4-committor-1d: for V = (x^2 - 1)^2 at kT = 0.5 with disks of radius 0.25 at (-+1.2, 0)
+    (120 cells per side), the grid committor on the axis follows the 1-D formula q ~ int e^{V/kT} between the points
+    -0.95, 0.95 where the disks meet the axis "closely but not exactly" (largest difference 0.035 at x = -+0.6), both
+    equal to 1/2 at x = 0."""
+    box = ((-1.5, 1.5), (-1.5, 1.5))
+    line = cm.solve_committor_fv(lambda points: (points[..., 0] ** 2 - 1) ** 2, 0.5, 120, box=box,
+                                 state_a=cm.Disk((-1.2, 0.0), 0.25), state_b=cm.Disk((1.2, 0.0), 0.25))
+    xs = np.linspace(-0.9, 0.9, 7)
+    grid_q = line(np.stack([xs, np.zeros_like(xs)], 1))
+    s = np.linspace(-0.95, 0.95, 4001)
+    density = np.exp((s**2 - 1) ** 2 / 0.5)
+    cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(s))])
+    exact = np.interp(xs, s, cumulative / cumulative[-1])
+    assert grid_q[3] == pytest.approx(0.5, abs=1e-3) and exact[3] == pytest.approx(0.5, abs=1e-3)
+    difference = np.abs(grid_q - exact).max()
+    assert 0.01 < difference < 0.05  # close, but far above the grid's discretisation error (~1e-3)
+
+
+def test_solution_small_fixed_penalty_shrinks_the_contrast(reference):
+    """Notebook 4.3, ex-ch4-penalty: with lambda = 0.03 throughout, q on B settles near 0.98 and the error in the B
+    basin is a nearly uniform offset: q = 0.984 on B, and -0.013 +- 0.004 where the reference exceeds 0.95."""
+    sampler = cm.BoltzmannSampler(cm.mueller_brown, kT=KT, device="cpu")
+    fit = cm.fit_committor(sampler, seed=0, penalty=0.03, final_penalty=0.03)
+    with torch.no_grad():
+        on_b = fit.net(sampler.sample_state(cm.MB_STATE_B, 2000, torch.Generator().manual_seed(5))).mean().item()
+    assert on_b == pytest.approx(0.98, abs=0.01)
+    basin = reference.low_energy_mask() & (reference.q > 0.95) & ~reference.in_b
+    offset = cm.evaluate_on_grid(fit.net, reference)[basin] - reference.q[basin]
+    assert offset.max() < 0 and -offset.mean() == pytest.approx(0.013, abs=0.002)
+    assert offset.std() < 0.5 * abs(offset.mean())  # nearly uniform: -0.013 +- 0.004
+
+
+def test_solution_large_fixed_penalty_learns_the_band_slowly(reference):
+    """Notebook 4.3, ex-ch4-penalty: with lambda = 1 throughout the boundary values are right, but after the same
+    1500 steps the errors are 0.065 and 0.22, against 0.0104 and 0.0219 with the growing penalty."""
+    sampler = cm.BoltzmannSampler(cm.mueller_brown, kT=KT, device="cpu")
+    fit = cm.fit_committor(sampler, seed=0, penalty=1.0, final_penalty=1.0)
+    generator = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        assert fit.net(sampler.sample_state(cm.MB_STATE_A, 2000, generator)).mean().item() < 0.005
+        assert fit.net(sampler.sample_state(cm.MB_STATE_B, 2000, generator)).mean().item() > 0.995
+    errors = cm.committor_errors(fit.net, reference)
+    assert errors["low_energy"] == pytest.approx(0.065, rel=0.1) and errors["transition"] == pytest.approx(0.22, rel=0.1)
+    assert errors["low_energy"] > 2 * 0.0104 and errors["transition"] > 2 * 0.0219
+
+
+def test_solution_balls_in_ten_dimensions_are_almost_never_visited():
+    """Notebook 4.4, ex-ch4-balls: under pi the harmonic coordinates have standard deviation 0.05 sqrt(10) ~ 0.16,
+    so |(x_3, ..., x_10)| is typically 0.16 sqrt(8) ~ 0.45, far outside a radius of 0.1, and the ball holds
+    P(chi2_8 < (0.1/0.158)^2 = 0.4) ~ 6e-5 of the states."""
+    sampler = cm.BoltzmannSampler(cm.mueller_brown, kT=KT, dim=10, device="cpu")
+    points = sampler.sample_state(cm.MB_STATE_A, 20_000, torch.Generator().manual_seed(0))
+    harmonic = points[:, 2:]
+    assert harmonic.std().item() == pytest.approx(0.05 * math.sqrt(10), rel=0.02)
+    assert harmonic.norm(dim=1).square().mean().sqrt().item() == pytest.approx(0.45, rel=0.02)
+    assert (harmonic.norm(dim=1) < 0.1).float().mean().item() < 1e-3
+    assert chi2.cdf((0.1 / 0.158) ** 2, 8) == pytest.approx(6e-5, rel=0.1)

@@ -370,3 +370,44 @@ def test_cpu_and_cuda_agree():
     x, labels = ctl.teacher_classification_data(500, seed=1, device="cuda")
     W, history = ctl.train_discrete_mlp(x, labels, [16, 32, 3], steps=5, rho=0.8, device="cuda")
     assert all(history["in_set"]) and W[0].device.type == "cuda"
+
+
+# --------------------------------------------------------------------------------------------------
+# exercise solutions
+# --------------------------------------------------------------------------------------------------
+
+
+def test_solution_costate_pass_by_hand_is_the_package_costate_to_round_off(sin_toy_runs):
+    """Notebook 2.4, ex-ch2-costate: the backward recursion written out (p_N = -(2/S)(1^T x_N - y) 1, then
+    p_n = p_{n+1} + delta W_n^T (tanh'(W_n x_n + b_n) * p_{n+1})) on the E-MSA network (15 iterations) agrees with
+    ctl.costates for the sum readout to below 1e-14 ("to round-off")."""
+    x0, y, W, b, _, _, _ = sin_toy_runs
+    states = ctl.resnet_states(x0, W, b)
+    S = states.shape[1]
+    p = [None] * len(states)
+    p[-1] = -2 / S * (states[-1].sum(dim=1) - y)[:, None] * torch.ones_like(states[-1])
+    for n in reversed(range(len(W))):
+        slope = 1 - torch.tanh(states[n] @ W[n].T + b[n]) ** 2
+        p[n] = p[n + 1] + 0.25 * (slope * p[n + 1]) @ W[n]
+    by_hand = torch.stack(p)
+    package = ctl.costates(states, W, b, ctl.terminal_costate(ctl.sum_readout_loss, states[-1], y))
+    assert by_hand.shape == (21, 100, 5)
+    assert by_hand.abs().max().item() > 1e-3  # not a comparison of zeros (notebook: 0.0238)
+    assert (by_hand - package).abs().max().item() < 1e-14
+
+
+def test_solution_ternary_sparsity_threshold_trades_zeros_for_accuracy():
+    """Notebook 2.5, ex-ch2-ternary-sparsity: ternary MSA (rho = 0.8, 200 steps) with s = 1e-4 leaves almost no
+    zeros (0.2 %, test accuracy 0.874); s = 1e-3 zeroes most weights (74 %) and costs accuracy (0.815)."""
+    x_train, y_train = ctl.teacher_classification_data(2000, seed=1, device="cpu")
+    x_test, y_test = ctl.teacher_classification_data(2000, seed=2, device="cpu")
+    sizes = [16, 64, 64, 3]
+    zeros, accuracy = {}, {}
+    for s in (1e-4, 1e-3):
+        W, _ = ctl.train_discrete_mlp(x_train, y_train, sizes, values="ternary", rho=0.8, sparsity=s, steps=200,
+                                      device="cpu")
+        zeros[s] = sum(int((w == 0).sum()) for w in W) / sum(w.numel() for w in W)
+        accuracy[s] = (ctl.mlp_logits(W, x_test).argmax(1) == y_test).float().mean().item()
+    assert zeros[1e-4] < 0.01
+    assert 0.65 < zeros[1e-3] < 0.8
+    assert accuracy[1e-3] < accuracy[1e-4] - 0.03

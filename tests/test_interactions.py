@@ -79,3 +79,34 @@ def test_monomial_library_and_validation():
         central_differences(np.array([0.0, 0.1, 0.3]), np.zeros((3, 1)))
     with pytest.raises(TypeError, match="degree"):
         monomial_library(np.zeros((2, 2)), 1.5)
+
+
+# --- exercise solutions -------------------------------------------------------------------------------
+
+
+def test_solution_two_real_rates_fit_a_difference_of_exponentials_exactly():
+    """Notebook 1.3, ex-ch1-kernel: `fit_exponential_sum` with rates [1, 2] fits e^{-s} - e^{-2s} "to machine
+    precision"; for s e^{-s}, two real distinct rates give "only an approximate" fit."""
+    assert fit_exponential_sum(LAGS, np.exp(-LAGS) - np.exp(-2 * LAGS), [1.0, 2.0])[2] < 1e-12
+    for rates in ([1.0, 2.0], [0.9, 1.1]):
+        assert fit_exponential_sum(LAGS, LAGS * np.exp(-LAGS), rates)[2] > 1e-4
+
+
+def test_solution_noisy_fit_error_and_its_two_sources():
+    """Notebook 1.3, ex-ch1-noisy-fit: with noise 1e-3 (rng seed 1) the largest coefficient error is 7.5e-5 when
+    sampling every 0.01 and 0.0018 every 0.1. The O(dt^2) differencing error (noise-free: 1.6e-5 -> 1.6e-3, a
+    factor 100 for dt x 10) does not average out and dominates at dt = 0.1; the noise dominates at dt = 0.01."""
+    matrix = np.array([[0.0, 1.0], [-1.0, -0.2]])
+    times = np.linspace(0, 20, 2001)
+    trajectory = solve_ivp(lambda t, x: matrix @ x, (0, 20), [2.0, 0.0], t_eval=times, rtol=1e-11, atol=1e-12).y.T
+    rng = np.random.default_rng(1)
+    noisy, clean = {}, {}
+    for step in (1, 10):
+        sub_times, sub_traj = times[::step], trajectory[::step]
+        data = sub_traj + 1e-3 * rng.standard_normal(sub_traj.shape)
+        noisy[step] = np.abs(fit_polynomial_vector_field(sub_times, data, degree=1)[0][1:].T - matrix).max()
+        clean[step] = np.abs(fit_polynomial_vector_field(sub_times, sub_traj, degree=1)[0][1:].T - matrix).max()
+    assert 5e-5 < noisy[1] < 1e-4 and 1.5e-3 < noisy[10] < 2.1e-3
+    assert clean[10] / clean[1] == pytest.approx(100, rel=0.05)  # second order in dt
+    assert clean[1] < 0.5 * noisy[1]                              # dt = 0.01: the noise dominates
+    assert clean[10] > 0.5 * noisy[10]                            # dt = 0.1: the truncation error dominates

@@ -189,3 +189,21 @@ def test_memory_equation_validation():
         solve_memory_equation(markov, kernel([0.0, 0.1]), np.zeros((3, 1)), np.array([1.0]), 0.1)
     with pytest.raises(ValueError, match="dt"):
         solve_memory_equation(markov, kernel([0.0, 0.1]), np.zeros((2, 1)), np.array([1.0]), 0.0)
+
+
+# --- exercise solutions -------------------------------------------------------------------------------
+
+
+def test_solution_units_needed_for_a_relative_error_below_one_in_a_thousand():
+    """Notebook 3.2, ex-ch3-units-needed: the smallest m with relative error below 1e-3 on the windows [0, 10],
+    [0, 30], [0, 100], [0, 300] is 4, 5, 6, 6 for (1 + s)^-1.1 — growing with the window — and 3 on every window for
+    e^{-s}(1 + s)^-1.1."""
+    needed = {"polynomial": [], "damped": []}
+    for window in (10, 30, 100, 300):
+        s = 0.25 * np.arange(4 * window + 1)
+        for name, rho, max_m in (("polynomial", polynomial_kernel(s), 6), ("damped", np.exp(-s) * polynomial_kernel(s), 3)):
+            errors = [step[2] for step in exponential_sum_path(s, rho, max_m)]  # the path is nested in max_m
+            below = [m for m, error in enumerate(errors, start=1) if error < 1e-3]
+            needed[name].append(below[0] if below else np.inf)
+    assert needed["damped"] == [3, 3, 3, 3]
+    assert needed["polynomial"] == [4, 5, 6, 6]

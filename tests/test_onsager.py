@@ -352,3 +352,49 @@ def test_cuda_matches_cpu_and_trains():
     assert np.isfinite(history["best_validation"])
     path, _ = integrate(net, torch.zeros(4, 3, device="cuda"), t_final=0.1, dt=0.01)
     assert path.device.type == "cuda"
+
+
+# ----------------------------------------------------------------------------------------------------
+# Exercise solutions of notebook 4.1
+# ----------------------------------------------------------------------------------------------------
+
+
+def test_solution_energy_budget_on_the_attractor_balances(lorenz_models):
+    """Notebook 4.1, ex-ch4-energy-budget: along the trained OnsagerNet's long runs from the 20 in-box starts
+    (t in [50, 100], dt 0.025, every second step saved), dV/dt = -grad V^T M grad V + grad V . g splits into a mean
+    dissipation of -66.651 and a mean forcing of 66.628: they (nearly) cancel, mean dV/dt -0.023."""
+    models, _, _ = lorenz_models
+    model = models["OnsagerNet"]
+    starts = torch.tensor(starts_inside_and_far()[:20] / SCALE, dtype=torch.float32)
+    path, escaped = integrate(model, starts, t_final=100.0, dt=0.025, save_every=2, escape_radius=1e3)
+    assert not escaped.any() and path.shape[0] == 2001
+    h = path[1000:].reshape(-1, 3)  # saved every 0.05 time units: t in [50, 100]
+    with torch.no_grad():
+        M, _ = model.matrices(h)
+        grad_V = model.grad_potential(h)
+        dissipation = -(grad_V.unsqueeze(1) @ M @ grad_V.unsqueeze(-1)).squeeze()
+        forcing = (grad_V * model.force(h)).sum(-1)
+    assert dissipation.max().item() <= 0 and forcing.mean().item() > 0
+    assert abs((dissipation + forcing).mean().item()) < 0.01 * abs(dissipation.mean().item())
+
+
+def test_solution_lorenz63_is_an_onsager_system():
+    """Notebook 4.1, ex-ch4-lorenz-onsager / ex-ch4-onsager-field: with h = (X, Y, Z - r - sigma),
+    V = |h|^2 / 2, M = diag(sigma, 1, b), W = [[0, -sigma, 0], [sigma, 0, X], [0, -X, 0]] and
+    g = (0, 0, -b (r + sigma)), -(M + W) grad V + g is the Lorenz '63 field (largest relative deviation on the test
+    states below 1e-12), and dV/dt = -sigma X^2 - Y^2 - b Z~^2 - b (r + sigma) Z~."""
+    sigma, b, r = 10.0, 8 / 3, 28.0
+    _, states, _ = lorenz63_data(n_trajectories=100, t_final=3.0, n_snapshots=100, r=r, seed=0)
+    x = states[80:, ::20].reshape(-1, 3)
+    assert x.shape == (100, 3)
+    h = x - np.array([0.0, 0.0, r + sigma])
+    M = np.diag([sigma, 1.0, b])
+    W = np.zeros((len(h), 3, 3))
+    W[:, 0, 1], W[:, 1, 0] = -sigma, sigma
+    W[:, 1, 2], W[:, 2, 1] = h[:, 0], -h[:, 0]
+    field = -np.einsum("nij,nj->ni", M + W, h) + np.array([0.0, 0.0, -b * (r + sigma)])
+    truth = lorenz63(x, sigma=sigma, b=b, r=r)
+    assert np.abs(field - truth).max() / np.abs(truth).max() < 1e-12
+    dV = (h * truth).sum(-1)
+    expected = -sigma * h[:, 0] ** 2 - h[:, 1] ** 2 - b * h[:, 2] ** 2 - b * (r + sigma) * h[:, 2]
+    assert np.abs(dV - expected).max() < 1e-9 * np.abs(dV).max()

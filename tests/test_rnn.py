@@ -289,3 +289,62 @@ def test_fixed_causal_filter_reaches_the_floor_and_beats_the_causal_rnn():
     causal = SequenceRNN(1, hidden=32, seed=0)
     train_sequence_model(causal, x, y, steps=300)
     assert filter_error < _relative_error(causal, x_test, y_test)
+
+
+# --- exercise solutions -------------------------------------------------------------------------------
+
+
+def test_solution_trained_causal_rnn_reaches_the_causal_floor():
+    """Notebook 3.1, ex-ch3-causal-floor: the floor for any causal predictor of the smoothing target is 0.406,
+    "and the trained causal RNN reaches it" (hidden 32, 300 steps: relative test error 0.43)."""
+    x, y = smoothing_seq2seq(128, length=30, seed=0)
+    x_test, y_test = smoothing_seq2seq(512, length=30, seed=1)
+    weights = smoothing_weights(3.0)
+    floor = np.sum(weights[len(weights) // 2 + 1:] ** 2)
+    causal = SequenceRNN(1, hidden=32, seed=0)
+    train_sequence_model(causal, x, y, steps=300)
+    error = _relative_error(causal, x_test, y_test)
+    assert 0.95 * floor < error < 1.1 * floor
+
+
+def test_solution_width_shortens_the_plateau_but_not_its_growth_with_memory():
+    """Notebook 3.3, ex-ch3-width: gradient descent (lr 0.02, seeds 0-2): median escape steps 1026, 196, 130 at
+    t0 = 3.5 and 2411, 494, 259 at t0 = 4 for m = 4, 16, 32 — width helps a lot — while the ratio between the two
+    memories stays about 2-2.5 (2.3, 2.5, 2.0) for every width."""
+    memories = [3.5, 4.0]
+    medians = []
+    for width in (4, 16, 32):
+        losses = train_diagonal_rnn(memories, seeds=[0, 1, 2], m=width, lr=0.02, optimizer="gd", steps=4000,
+                                    stop_when_escaped=True)
+        escape = escape_iterations(losses, memories)[:, 0]
+        assert not np.isnan(escape).any()
+        medians.append(np.median(escape, axis=1))
+    medians = np.array(medians)  # (width, memory)
+    assert np.all(np.diff(medians, axis=0) < 0)        # wider escapes sooner, at both memories
+    assert np.all(medians[0] > 4 * medians[-1])         # "a lot": m = 32 is 8-9 times faster than m = 4
+    ratios = medians[:, 1] / medians[:, 0]
+    assert np.all((1.8 < ratios) & (ratios < 2.8)), ratios
+
+
+def test_solution_matrix_exponential_kernel_agrees_with_both_fast_kernels():
+    """Notebook 3.2, ex-ch3-rnn-kernel: rho(s) = c^T expm(W s) U, one matrix exponential per lag, agrees with
+    `linear_rnn_kernel` for the first section's network (m = 4, seed 0) on 200 lags of 0.05, and with the closed form
+    `LinearRNN.kernel` of LinearRNN(5, dt=0.3, seed=2) on 40 lags, to below 1e-10 ("to round-off")."""
+    from scipy.linalg import expm
+
+    def memory_kernel(W, U, c, s):
+        return np.array([c @ expm(W * lag) @ U for lag in s])
+
+    gen = torch.Generator().manual_seed(0)
+    m = 4
+    W = -torch.eye(m, dtype=torch.float64) + 0.8 * torch.randn(m, m, generator=gen, dtype=torch.float64) / m**0.5
+    U = torch.randn(m, generator=gen, dtype=torch.float64)
+    c = torch.randn(m, generator=gen, dtype=torch.float64)
+    by_expm = memory_kernel(W.numpy(), U.numpy(), c.numpy(), 0.05 * np.arange(200))
+    assert np.abs(by_expm).max() > 0.1  # not a comparison of vanishing kernels
+    assert np.abs(by_expm - linear_rnn_kernel(W, U, c, 0.05, 200).numpy()).max() < 1e-10
+    modal = LinearRNN(5, dt=0.3, seed=2)
+    with torch.no_grad():
+        W_modal, U_modal, c_modal = (matrix.numpy() for matrix in modal.matrices())
+        closed_form = modal.kernel(40).numpy()
+    assert np.abs(memory_kernel(W_modal, U_modal, c_modal, 0.3 * np.arange(40)) - closed_form).max() < 1e-10
