@@ -202,3 +202,24 @@ def test_run_cases_stops_at_the_first_failure():
                                          ("third", lambda: calls.append("third"))])
     assert calls == ["first", "second"]
     assert result == CheckResult("ex-demo", "len", 3, False, 2, "second", "1", "2", "add better")
+
+
+def test_every_self_check_is_called_in_the_notebook_of_its_exercise():
+    """Each registered check has a ``self-check`` cell in the notebook that defines its exercise, and every
+    ``self-check`` cell of the book calls a registered check."""
+    import re
+
+    from notebook_cells import NOTEBOOKS, self_check_sources
+
+    called = {}
+    for path in sorted(NOTEBOOKS.rglob("[0-9]*.ipynb")):
+        relative = path.relative_to(NOTEBOOKS)
+        for source in self_check_sources(relative):
+            names = [name for name in re.findall(r"\b(check_\w+)\(", source) if hasattr(selfcheck, name)]
+            assert names, f"{relative}: a self-check cell calls no check of mldyn_lite.selfcheck:\n{source}"
+            for name in names:
+                called.setdefault(name, []).append(path)
+    for label, function in selfcheck.CHECKS.items():
+        assert function.__name__ in called, f"no notebook calls {function.__name__} ({label})"
+        for path in called[function.__name__]:
+            assert f":label: {label}" in path.read_text(encoding="utf-8"), f"{path.name} has no exercise {label}"

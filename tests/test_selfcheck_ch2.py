@@ -1,10 +1,5 @@
 """Self-checks of chapter 2: the notebooks' solutions pass, typical wrong answers fail with the hint that names them."""
 
-import ast
-import json
-from pathlib import Path
-
-import numpy as np
 import pytest
 import torch
 
@@ -12,24 +7,7 @@ from mldyn_lite import control as ctl
 from mldyn_lite import sme
 from mldyn_lite.selfcheck import check, check_costate, check_gradient_noise_covariance
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks" / "ch2"
-
-
-def notebook_function(notebook: str, name: str):
-    """The function ``name`` as defined in the notebook's solution cells (with their imports), executed here."""
-    cells = json.loads((NOTEBOOKS / notebook).read_text(encoding="utf-8"))["cells"]
-    for cell in cells:
-        if cell["cell_type"] != "code" or "solution" not in cell.get("metadata", {}).get("tags", []):
-            continue
-        tree = ast.parse("".join(cell["source"]))
-        if any(isinstance(node, ast.FunctionDef) and node.name == name for node in tree.body):
-            kept = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-                    or (isinstance(node, ast.FunctionDef) and node.name == name)]
-            namespace = {"torch": torch, "np": np, "ctl": ctl, "sme": sme}
-            exec(compile(ast.Module(body=kept, type_ignores=[]), notebook, "exec"), namespace)
-            return namespace[name]
-    raise LookupError(f"no solution cell of {notebook} defines {name}")
-
+from notebook_cells import solution_function
 
 # --- ex-ch2-costate (notebook 2.4) --------------------------------------------------------------
 
@@ -86,7 +64,7 @@ def costate_in_place(states, weights, biases, y, delta):
 
 
 def test_notebook_costate_solution_passes():
-    solution = notebook_function("04_msa_training.ipynb", "costate_pass")
+    solution = solution_function("ch2/04_msa_training.ipynb", "costate_pass", ctl=ctl, sme=sme)
     assert str(check_costate(solution)) == "✓ ex-ch2-costate: costate_pass passed all 3 checks."
 
 
@@ -192,7 +170,7 @@ def trains_the_net(net, X, y, batch_size):
 
 
 def test_notebook_covariance_solution_passes():
-    solution = notebook_function("06_sgd_as_sde.ipynb", "gradient_noise_covariance")
+    solution = solution_function("ch2/06_sgd_as_sde.ipynb", "gradient_noise_covariance", ctl=ctl, sme=sme)
     assert str(check_gradient_noise_covariance(solution)) == (
         "✓ ex-ch2-mlp-covariance: gradient_noise_covariance passed all 2 checks.")
 

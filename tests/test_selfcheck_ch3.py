@@ -1,9 +1,5 @@
 """Self-checks of chapter 3: the notebooks' solutions pass, typical wrong answers fail with the hint that names them."""
 
-import ast
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -12,24 +8,7 @@ from scipy.linalg import expm
 from mldyn_lite.cnn import tensorisation_ranks
 from mldyn_lite.selfcheck import check, check_causal_filter, check_memory_kernel, check_unfolding_ranks
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks" / "ch3"
-
-
-def solution_function(notebook: str, name: str):
-    """The function ``name`` as the notebook's solution cell defines it (its imports and its ``def`` only)."""
-    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
-    for cell in cells:
-        if "solution" not in cell.get("metadata", {}).get("tags", []):
-            continue
-        tree = ast.parse("".join(cell["source"]))
-        keep = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-                or (isinstance(node, ast.FunctionDef) and node.name == name)]
-        if any(isinstance(node, ast.FunctionDef) for node in keep):
-            namespace = {"np": np, "torch": torch}
-            exec(compile(ast.Module(body=keep, type_ignores=[]), notebook, "exec"), namespace)
-            return namespace[name]
-    raise AssertionError(f"no solution cell defines {name} in {notebook}")
-
+from notebook_cells import solution_function
 
 # --- ex-ch3-causal-filter (notebook 3.1) ------------------------------------------------------
 
@@ -122,7 +101,7 @@ def test_other_correct_causal_filters_pass(answer):
 
 
 def test_the_notebook_solution_is_the_tested_one():
-    from_notebook = solution_function("01_sequence_modelling.ipynb", "causal_filter")
+    from_notebook = solution_function("ch3/01_sequence_modelling.ipynb", "causal_filter")
     assert str(check_causal_filter(from_notebook)) == "✓ ex-ch3-causal-filter: causal_filter passed all 3 checks."
 
 
@@ -250,7 +229,7 @@ def test_other_correct_memory_kernels_pass(answer):
 
 
 def test_the_notebook_kernel_solution_is_the_tested_one():
-    from_notebook = solution_function("02_approximation_and_memory.ipynb", "memory_kernel")
+    from_notebook = solution_function("ch3/02_approximation_and_memory.ipynb", "memory_kernel")
     assert str(check_memory_kernel(from_notebook)) == "✓ ex-ch3-rnn-kernel: memory_kernel passed all 3 checks."
 
 
@@ -373,7 +352,7 @@ def test_other_correct_unfolding_ranks_pass(answer):
 
 
 def test_the_notebook_ranks_solution_is_the_tested_one():
-    from_notebook = solution_function("02_approximation_and_memory.ipynb", "unfolding_ranks")
+    from_notebook = solution_function("ch3/02_approximation_and_memory.ipynb", "unfolding_ranks")
     assert str(check_unfolding_ranks(from_notebook)) == "✓ ex-ch3-unfolding-ranks: unfolding_ranks passed all 3 checks."
 
 

@@ -1,9 +1,5 @@
 """Self-checks of chapter 4: the notebooks' solutions pass; typical wrong answers fail with the hint naming the mistake."""
 
-import ast
-import json
-from pathlib import Path
-
 import numpy as np
 import pytest
 import torch
@@ -11,31 +7,11 @@ from scipy.integrate import quad
 
 from mldyn_lite.selfcheck import check, check_committor, check_onsager_field
 
-NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks" / "ch4"
-
-
-def solution_function(notebook: str, name: str):
-    """The function ``name`` as defined in a solution cell of the notebook (so that we test the book's code)."""
-    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
-    for cell in cells:
-        if cell["cell_type"] == "code" and "solution" in cell["metadata"].get("tags", []):
-            tree = ast.parse("".join(cell["source"]))
-            for node in tree.body:
-                if isinstance(node, ast.FunctionDef) and node.name == name:
-                    namespace = {"np": np, "torch": torch}
-                    exec(compile(ast.Module([node], []), notebook, "exec"), namespace)
-                    return namespace[name]
-    raise LookupError(f"{name} is not defined in a solution cell of {notebook}")
-
-
-def self_check_sources(notebook: str) -> list[str]:
-    cells = json.loads((NOTEBOOKS / notebook).read_text())["cells"]
-    return ["".join(c["source"]) for c in cells if "self-check" in c["metadata"].get("tags", [])]
-
+from notebook_cells import solution_function
 
 # --- ex-ch4-committor-1d: the notebook's solution, and typical mistakes -------------------------
 
-committor_1d = solution_function("03_committor_functions.ipynb", "committor_1d")
+committor_1d = solution_function("ch4/03_committor_functions.ipynb", "committor_1d")
 
 
 def trapezoid_committor(V, a, b, kT, x, sign=1.0, n=4001, normalise=True):
@@ -136,7 +112,7 @@ def test_unknown_committor_mistake_gets_a_boundary_hint():
 
 # --- ex-ch4-onsager-field: the notebook's solution, and typical mistakes ------------------------
 
-onsager_field = solution_function("01_onsagernet_lorenz.ipynb", "onsager_field")
+onsager_field = solution_function("ch4/01_onsagernet_lorenz.ipynb", "onsager_field")
 
 
 def field_variant(variant: str):
@@ -225,11 +201,3 @@ def test_registry_finds_the_chapter_4_checks():
     assert check("ex-ch4-committor-1d", committor_1d).passed
     assert check("ex-ch4-onsager-field", onsager_field).passed
     assert not check("ex-ch4-committor-1d", one_minus_q).passed
-
-
-@pytest.mark.parametrize("notebook, call", [
-    ("03_committor_functions.ipynb", "check_committor(committor_1d)"),
-    ("01_onsagernet_lorenz.ipynb", "check_onsager_field(onsager_field)"),
-])
-def test_the_notebook_calls_its_self_check(notebook, call):
-    assert any(call in source for source in self_check_sources(notebook))
