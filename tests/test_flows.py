@@ -13,6 +13,8 @@ from torchdiffeq import odeint
 import mldyn_lite as ml
 from mldyn_lite import datasets, flows
 
+from notebook_cells import solution_function
+
 T = 1.0
 EULER_DEPTHS = [4, 8, 16, 32, 64, 128, 256, 512]
 RK4_DEPTHS = [4, 8, 16, 32, 64]
@@ -36,14 +38,7 @@ def resnet_forward(f, x0, T, layers):
     return x
 
 
-def midpoint_flow(f, x0, T, steps):
-    """The notebook's exercise solution: explicit midpoint rule."""
-    delta = T / steps
-    x = x0
-    for n in range(steps):
-        t = n * delta
-        x = x + delta * f(t + delta / 2, x + delta / 2 * f(t, x))
-    return x
+midpoint_flow = solution_function("ch1/02_composition_is_dynamics.ipynb", "midpoint_flow")  # the exercise solution
 
 
 @pytest.fixture(scope="module")

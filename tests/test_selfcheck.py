@@ -8,17 +8,12 @@ from mldyn_lite import selfcheck
 from mldyn_lite.selfcheck import CaseFailed, CheckResult, check, check_linear_field_fit, check_midpoint_flow, run_cases
 from mldyn_lite.vector_fields import fit_polynomial_vector_field
 
+from notebook_cells import solution_function
+
 # --- answers to ex-ch1-midpoint: the notebook's solution, and typical mistakes ------------------
 
 
-def midpoint_flow(f, x0, T, steps):
-    """The solution of notebook 1.2."""
-    delta = T / steps
-    x = x0
-    for n in range(steps):
-        t = n * delta
-        x = x + delta * f(t + delta / 2, x + delta / 2 * f(t, x))
-    return x
+midpoint_flow = solution_function("ch1/02_composition_is_dynamics.ipynb", "midpoint_flow")
 
 
 def euler_flow(f, x0, T, steps):
@@ -103,12 +98,7 @@ def test_first_order_scheme_fails_the_order_case():
 # --- answers to ex-ch1-noisy-fit ----------------------------------------------------------------
 
 
-def fit_linear_field(times, trajectory):
-    """The solution: central differences, then least squares on (1, x)."""
-    dt = times[1] - times[0]
-    derivatives = (trajectory[2:] - trajectory[:-2]) / (2 * dt)
-    features = np.column_stack([np.ones(len(derivatives)), trajectory[1:-1]])
-    return np.linalg.lstsq(features, derivatives, rcond=None)[0]
+fit_linear_field = solution_function("ch1/03_three_interactions.ipynb", "fit_linear_field")
 
 
 def forward_differences(times, trajectory):
