@@ -117,6 +117,15 @@ def rbc():
     return system, t, train, test, pca
 
 
+@pytest.mark.claim(
+    "ch4-rbc-pca",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-rbc-reduction",
+    statement=("Three principal components capture 93.2 % of the variance of the RBC transients (published, on their"
+               " data: 95.5 %)"),
+    number="93.2",
+    tolerance="captured(3) >= 0.9; all five fractions within 0.005 of the page's",
+)
 def test_three_principal_components_capture_over_ninety_percent(rbc):
     _, _, _, _, pca = rbc
     captured = [pca.captured_variance(m) for m in (1, 3, 5, 7, 9)]
@@ -124,6 +133,15 @@ def test_three_principal_components_capture_over_ninety_percent(rbc):
     assert np.allclose(captured, [0.791, 0.932, 0.967, 0.984, 0.991], atol=0.005)
 
 
+@pytest.mark.claim(
+    "ch4-rbc-steady-rolls",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-rbc-data",
+    statement=("At r = 28 in this box the 136-mode Galerkin model settles on steady rolls with |X| = 11.74 (not "
+               "Lorenz's 8.49) carrying almost twice the heat of Lorenz's C+-"),
+    number="11.74",
+    tolerance="at rest (|F| < 0.5); |(X, Y, Z)| within 0.02 of (11.74, 11.69, 27.70); Nu > 1.8 x 2.93",
+)
 def test_full_model_settles_where_the_lorenz_truncation_stays_chaotic(rbc):
     system, _, _, test, _ = rbc
     final = simulate(system, test[:4, 0], np.linspace(0, 12, 301))[:, -1]
@@ -136,6 +154,15 @@ def test_full_model_settles_where_the_lorenz_truncation_stays_chaotic(rbc):
     assert nusselt_number(system, final[one_pair]).min() > 1.8 * (1 + 2 * 27 / 28)
 
 
+@pytest.mark.claim(
+    "ch4-rbc-autoencoder",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-rbc-reduction",
+    statement=("At m = 3 the near-isometric autoencoder reconstructs the test states with relative error 0.145 "
+               "against PCA's 0.243"),
+    number="0.145",
+    tolerance="PCA 0.243 +- 0.005; autoencoder < 0.7 x PCA",
+)
 def test_near_isometric_autoencoder_reconstructs_better_than_pca(rbc):
     system, _, train, test, _ = rbc
     snapshots, test_snapshots = train.reshape(-1, system.dim), test.reshape(-1, system.dim)
@@ -152,6 +179,16 @@ def test_near_isometric_autoencoder_reconstructs_better_than_pca(rbc):
     assert ae_error < 0.7 * pca_error                # notebook: 0.145 against 0.243
 
 
+@pytest.mark.claim(
+    "ch4-rbc-vs-lorenz",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-rbc-trajectory-accuracy",
+    statement=("RBC vs Lorenz truncation: the 3-mode Lorenz truncation's time-averaged error (0.952) is no better "
+               "than predicting the mean state, while OnsagerNet on 9 principal components reaches 0.14 and ends in "
+               "the data's steady state for 14 of 16 test trajectories (truncation: 2)"),
+    number="0.952",
+    tolerance="truncation > 0.8; m = 9 < 0.3 x truncation and < m = 3; same end >= 12 and > m = 3; truncation same end <= 4",
+)
 def test_onsagernet_with_nine_components_beats_the_lorenz_truncation(rbc):
     system, t, train, test, pca = rbc
     snapshots = train.reshape(-1, system.dim)
@@ -207,3 +244,146 @@ def test_solution_finer_resolution_reaches_the_same_steady_rolls(rbc):
     relative = np.abs(fine_xyz - coarse_xyz) / np.abs(coarse_xyz)
     assert relative[:, 2].max() < 0.02
     assert relative[:, 1].max() > relative[:, 2].max()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Notebook 4.2, section 5: the published set-up (one-step pairs, m = 5), before and after, MLP of equal size
+# ----------------------------------------------------------------------------------------------------
+
+from mldyn_lite.boussinesq import generate_pair_data  # noqa: E402
+from mldyn_lite.onsager import (  # noqa: E402
+    FitOptions,
+    StandardizedField,
+    boundedness,
+    fit_vector_field,
+    fixed_points,
+    mlp_of_equal_size,
+    pair_data,
+    rollout,
+    trajectory_error,
+    wrong_end_states,
+)
+
+
+def test_pair_data_partners_are_one_short_step_later():
+    system, t, x0, x1 = generate_pair_data(n_trajectories=3, t_final=1.0, n_snapshots=3, delta=1e-3, seed=0)
+    assert x0.shape == x1.shape == (3, 3, system.dim) and np.allclose(t, [0, 0.5, 1.0])
+    exact = system.rhs(x0)
+    error = np.abs((x1 - x0) / 1e-3 - exact).max()
+    assert error < 0.05 * np.abs(exact).max()          # a forward difference quotient of the field ...
+    _, _, x0_half, x1_half = generate_pair_data(n_trajectories=3, t_final=1.0, n_snapshots=3, delta=5e-4, seed=0)
+    assert np.array_equal(x0_half, x0)
+    error_half = np.abs((x1_half - x0) / 5e-4 - exact).max()
+    assert 1.8 < error / error_half < 2.2               # ... with error O(delta): the partner is delta later
+    with pytest.raises(ValueError, match="delta"):
+        generate_pair_data(n_trajectories=2, delta=-1.0)
+
+
+@pytest.fixture(scope="module")
+def section5():
+    """The data and the three models of notebook 4.2, section 5, with its settings."""
+    system, t, x0, x1 = generate_pair_data(n_trajectories=100, t_final=12.0, n_snapshots=25, delta=1e-3, seed=1)
+    pca = PCA(x0[:80].reshape(-1, system.dim), dim=5)
+    h_start, h_next = pca.encode(x0), pca.encode(x1)
+    before = OnsagerNet(5, 24, beta=1.0, seed=0)
+    train_vector_field(before, h_start[:80] / SCALE, (h_next[:80] - h_start[:80]) / 1e-3 / SCALE, steps=1200,
+                       lr=1e-2, batch_size=512, seed=0)
+    models = {"before": StandardizedField(before, np.zeros(5), SCALE, 1.0)}
+    pairs = pair_data(h_start[:80], h_next[:80], delta=1e-3)
+    options = FitOptions(steps=1500, batch_size=200, standardize=True, seed=0)
+    models["OnsagerNet"] = fit_vector_field(OnsagerNet(5, 24, beta=1.0, seed=0), pairs, options).model
+    models["MLP"] = fit_vector_field(mlp_of_equal_size(OnsagerNet(5, 24), seed=0), pairs, options).model
+    truth = h_start[80:]
+    paths = {name: rollout(model, truth[:, 0], T=12.0, dt=0.01, save_every=50,
+                           escape_radius=100 * np.abs(h_start).max()).path.numpy() for name, model in models.items()}
+    return t, h_start, truth, models, paths
+
+
+@pytest.mark.claim(
+    "ch4-rbc-recipe-improves",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-rbc-trajectory-error",
+    statement=("On the reduced RBC data stored as one-step pairs (m = 5, 20 held-out trajectories), training "
+               "OnsagerNet with the one-step RK2 loss, held-out trajectories, standardisation and lr halving lowers "
+               "E(1), E(10), E(12) and the wrong-end-state count against the section-4 recipe (derivative matching)"),
+    number="0.419",
+    tolerance="after < before for E(1), E(10), E(12) and for the wrong-end-state count; all bounded (no escape)",
+)
+def test_one_step_recipe_improves_on_the_derivative_recipe(section5):
+    t, _, truth, _, paths = section5
+    errors = {name: [trajectory_error(paths[name], truth, t, T) for T in (1.0, 10.0, 12.0)]
+              for name in ("before", "OnsagerNet")}
+    wrong = {name: int(wrong_end_states(paths[name], truth).sum()) for name in ("before", "OnsagerNet")}
+    assert all(a < b for a, b in zip(errors["OnsagerNet"], errors["before"])), errors
+    assert wrong["OnsagerNet"] < wrong["before"], wrong
+    assert np.isfinite(paths["OnsagerNet"]).all() and np.abs(paths["OnsagerNet"]).max() < 3 * np.abs(truth).max()
+
+
+@pytest.mark.claim(
+    "ch4-rbc-fixed-points",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-rbc-fixed-points",
+    statement=("Newton's method from the data's end states finds fixed points of the learned OnsagerNet within 5 % "
+               "of at least 3 of the 5 distinct steady states of the data; the MLP's are further off"),
+    number="0.014",
+    tolerance="OnsagerNet: >= 3 data end states within 5 % (relative) of a learned fixed point, more than the MLP",
+)
+def test_learned_fixed_points_sit_near_the_data_steady_states(section5):
+    _, h_start, _, models, _ = section5
+    end_states = h_start[:, -1]
+    distinct = []
+    for s in end_states:
+        if all(np.linalg.norm(s - d) > 0.05 * (1 + np.linalg.norm(s)) for d in distinct):
+            distinct.append(s)
+    assert len(distinct) == 5
+    matched = {}
+    for name in ("OnsagerNet", "MLP"):
+        found = fixed_points(models[name], end_states).unique(tol=1e-3)
+        assert found.residual.max() < 1e-6
+        matched[name] = sum(np.linalg.norm(found.points - s, axis=1).min() <= 0.05 * np.linalg.norm(s) for s in distinct)
+    assert matched["OnsagerNet"] >= 3 and matched["OnsagerNet"] > matched["MLP"], matched
+
+
+@pytest.mark.claim(
+    "ch4-mlp-drift",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-mlp-drift",
+    statement=("From 20 starts on each of the spheres of 2x and 5x the data radius, OnsagerNet (before and after) "
+               "returns from all; the MLP field of equal size, trained identically, sends most beyond 100 data radii"),
+    number="0 back, 14 escaped",
+    tolerance="OnsagerNets: 40/40 back, none escaped; MLP: >= 10 of 20 escaped on each sphere",
+)
+def test_onsagernet_stays_bounded_where_the_mlp_drifts(section5):
+    _, h_start, _, models, _ = section5
+    far = {name: boundedness(model, h_start[:80], factors=(2.0, 5.0), n_starts=20, T=30.0, dt=0.02)
+           for name, model in models.items()}
+    for name in ("before", "OnsagerNet"):
+        assert far[name].returned.all() and not far[name].escaped.any(), name
+    assert (far["MLP"].escaped.sum(1) >= 10).all(), far["MLP"].escaped.sum(1)
+
+
+@pytest.mark.claim(
+    "ch4-mlp-drift-seeds",
+    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    anchor="ch4-mlp-drift",
+    statement=("Over 10 seeds (initialisation and minibatches) of the section-5 setting, the MLP of equal size "
+               "escapes from far starts in 10 of 10 seeds, OnsagerNet in none (benchmarks/onsager_drift.py)"),
+    number="10/10",
+    tolerance="OnsagerNet: 0/10 seeds with an escape; MLP: >= 8/10",
+)
+def test_mlp_drift_over_ten_seeds():
+    import importlib.util
+    from pathlib import Path
+
+    spec = importlib.util.spec_from_file_location("onsager_drift",
+                                                  Path(__file__).parents[1] / "benchmarks" / "onsager_drift.py")
+    drift = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(drift)
+    t, h_start, h_next = drift.rbc_pairs()
+    escaped = {"OnsagerNet": 0, "MLP": 0}
+    for seed in range(10):
+        for name in escaped:
+            run = drift.one_run(name, seed, t, h_start, h_next)
+            escaped[name] += sum(run["far_escaped"]) > 0
+    assert escaped["OnsagerNet"] == 0
+    assert escaped["MLP"] >= 8, escaped

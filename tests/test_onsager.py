@@ -273,6 +273,16 @@ def is_back(x):
     return (np.abs(x[:, 0]) < 30) & (np.abs(x[:, 1]) < 30) & (x[:, 2] > 0) & (x[:, 2] < 60)
 
 
+@pytest.mark.claim(
+    "ch4-onsager-fit",
+    page="notebooks/ch4/01_onsagernet_lorenz",
+    anchor="ch4-lorenz63",
+    statement=("At equal size and budget, OnsagerNet fits the Lorenz '63 vector field about ten times more "
+               "accurately than an MLP (held-out derivative error 1.22e-03 against 1.06e-02); the gradient flow "
+               "cannot fit it (0.18)"),
+    number="1.22e-03",
+    tolerance="OnsagerNet < 3e-3 and < 0.25 x MLP; gradient flow > 0.1",
+)
 def test_onsagernet_fits_lorenz_several_times_better_than_an_mlp(lorenz_models):
     models, test_h, test_dh = lorenz_models
     with torch.no_grad():
@@ -284,6 +294,15 @@ def test_onsagernet_fits_lorenz_several_times_better_than_an_mlp(lorenz_models):
     assert error["gradient flow"] > 0.1               # notebook: 0.18 — cannot fit the dynamics
 
 
+@pytest.mark.claim(
+    "ch4-onsager-short-time",
+    page="notebooks/ch4/01_onsagernet_lorenz",
+    anchor="ch4-short-times",
+    statement=("Over the first Lyapunov time (t in [0, 1]) OnsagerNet's relative trajectory error is 0.050, the "
+               "MLP's 0.083"),
+    number="0.050",
+    tolerance="OnsagerNet < 0.1, MLP < 0.15",
+)
 def test_short_time_error_below_the_stated_bound(lorenz_models):
     models, test_h, _ = lorenz_models
     truth = test_h[:, :34].numpy()
@@ -294,6 +313,16 @@ def test_short_time_error_below_the_stated_bound(lorenz_models):
         assert error < bound, name                    # notebook: 0.050 and 0.083
 
 
+@pytest.mark.claim(
+    "ch4-onsager-stability-lorenz",
+    page="notebooks/ch4/01_onsagernet_lorenz",
+    anchor="ch4-bounded-not-back",
+    statement=("On Lorenz '63 both OnsagerNet (beta = 1) and the MLP stay bounded to T = 100 from 20 in-box starts "
+               "and reproduce the attractor's Z statistics; OnsagerNet with beta = 1 also brings all 20 far starts "
+               "back (no direction of the far sphere points outward: radial rate at most -0.155)"),
+    number="-0.155",
+    tolerance="no escape; all in-box starts back; |mean Z - 23.55| < 1, |std Z - 8.60| < 0.8; beta = 1: all far starts back",
+)
 def test_long_runs_stay_bounded_and_reproduce_the_attractor(lorenz_models):
     models, _, _ = lorenz_models
     starts = torch.tensor(starts_inside_and_far() / SCALE, dtype=torch.float32)
@@ -319,6 +348,15 @@ def test_gradient_flow_comes_to_rest(lorenz_models):
     assert path[-1, :, 2].std().item() < 1e-3
 
 
+@pytest.mark.claim(
+    "ch4-onsager-r16",
+    page="notebooks/ch4/01_onsagernet_lorenz",
+    anchor="ch4-r16",
+    statement=("At r = 16 OnsagerNet lands every in-box start on the same fixed point C+- as the truth (20/20), "
+               "within 0.037 of C+-"),
+    number="0.037",
+    tolerance=">= 19/20 same fixed point; deviation from C+- < 0.1",
+)
 def test_r16_fixed_points_and_basins():
     # notebook 4.1, section 4: OnsagerNet at r = 16 lands every start on the truth's fixed point
     _, states, derivatives = lorenz63_data(100, 3.0, 100, r=16.0, seed=0)
@@ -398,3 +436,271 @@ def test_solution_lorenz63_is_an_onsager_system():
     dV = (h * truth).sum(-1)
     expected = -sigma * h[:, 0] ** 2 - h[:, 1] ** 2 - b * h[:, 2] ** 2 - b * (r + sigma) * h[:, 2]
     assert np.abs(dV - expected).max() < 1e-9 * np.abs(dV).max()
+
+
+# ----------------------------------------------------------------------------------------------------
+# Training from pairs and trajectories, the published architecture, analysis helpers (issue 17)
+# ----------------------------------------------------------------------------------------------------
+
+from mldyn_lite.onsager import (  # noqa: E402
+    FitOptions,
+    StandardizedField,
+    VectorFieldData,
+    boundedness,
+    count_parameters,
+    derivative_data,
+    fit_vector_field,
+    fixed_points,
+    mlp_of_equal_size,
+    one_step_loss,
+    pair_data,
+    published_onsagernet,
+    published_width,
+    rk2_step,
+    rollout,
+    split_trajectories,
+    trajectory_data,
+    trajectory_error,
+    wrong_end_states,
+)
+
+
+def test_one_step_loss_is_the_hand_computed_heun_step():
+    A = torch.tensor([[-1.0, 2.0], [-3.0, -0.5]], dtype=torch.float64)
+
+    def field(h):
+        return h @ A.T + 0.3 * h**2
+
+    h0 = torch.tensor([[1.0, -2.0], [0.5, 0.25]], dtype=torch.float64)
+    h1 = torch.tensor([[1.1, -2.2], [0.4, 0.3]], dtype=torch.float64)
+    delta = 0.1
+    k1 = field(h0)                                  # by hand: Heun's method
+    k2 = field(h0 + delta * k1)
+    by_hand = h0 + delta / 2 * (k1 + k2)
+    assert torch.allclose(rk2_step(field, h0, delta), by_hand, atol=1e-15)
+    expected = (((by_hand - h1) / delta) ** 2).sum(-1).mean()
+    assert torch.allclose(one_step_loss(field, h0, h1, delta), expected, atol=1e-13)
+    assert torch.allclose(one_step_loss(field, h0, h1, delta, normaliser=4.0), expected / 4, atol=1e-13)
+    # two substeps of delta / 2 are not one step of delta
+    assert not torch.allclose(rk2_step(field, h0, delta, substeps=2), by_hand, atol=1e-6)
+
+
+def test_fixed_points_found_to_1e8_with_their_stability():
+    # the Lorenz '63 field, r = 28: fixed points 0 (saddle) and C+- (unstable foci at r = 28 > 24.74)
+    # at r = 16: C+- are stable
+    for r, stable in ((28.0, False), (16.0, True)):
+        c = np.sqrt(8 / 3 * (r - 1))
+        starts = np.array([[c + 0.7, c - 0.5, r - 1 + 1.0], [-c - 0.3, -c + 0.4, r - 1.5], [0.3, -0.2, 0.4]])
+        found = fixed_points(lambda h, r=r: lorenz63(h, r=r), torch.tensor(starts))
+        assert found.converged.all()
+        expected = np.array([[c, c, r - 1], [-c, -c, r - 1], [0, 0, 0]])
+        assert np.abs(found.points - expected).max() < 1e-8
+        assert found.residual.max() < 1e-8
+        assert list(found.stable) == [stable, stable, False]
+    # the eigenvalues at the origin are those of the linearisation, known in closed form
+    lam = np.sort(found.eigenvalues[2].real)
+    roots = np.sort([-8 / 3, (-11 - np.sqrt(121 + 4 * 10 * 15)) / 2, (-11 + np.sqrt(121 + 4 * 10 * 15)) / 2])
+    assert np.allclose(lam, roots, atol=1e-10)
+    assert len(fixed_points(lambda h: lorenz63(h, r=16.0), torch.tensor(np.repeat(starts[:1], 3, 0))).unique()
+               .points) == 1
+
+
+def test_fixed_points_of_a_learned_model_are_zeros_of_its_field():
+    model = published_onsagernet(3, seed=0)
+    found = fixed_points(model, np.random.default_rng(0).standard_normal((4, 3)))
+    with torch.no_grad():
+        at = model.double()(torch.tensor(found.points[found.converged]))
+    assert found.converged.any() and at.norm(dim=-1).max().item() < 1e-8
+
+
+def test_trajectory_split_never_leaks_a_trajectory_into_validation():
+    # every trajectory has its own constant label in the first coordinate; a model records what it was trained on
+    n_traj, n_points = 25, 7
+    states = np.zeros((n_traj, n_points, 2))
+    states[:, :, 0] = np.arange(n_traj)[:, None]
+    states[:, :, 1] = np.random.default_rng(0).standard_normal((n_traj, n_points))
+    derivatives = -states
+
+    class Recorder(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.dim, self.lin, self.seen = 2, torch.nn.Linear(2, 2), set()
+
+        def forward(self, h):
+            if torch.is_grad_enabled():
+                self.seen.update(h[:, 0].round().long().tolist())
+            return self.lin(h)
+
+    for seed in range(3):
+        recorder = Recorder()
+        fit = fit_vector_field(recorder, derivative_data(states, derivatives),
+                               FitOptions(steps=60, batch_size=32, eval_every=10, seed=seed))
+        assert set(fit.train_trajectories).isdisjoint(fit.validation_trajectories)
+        assert len(fit.validation_trajectories) == 5 and len(fit.train_trajectories) == 20
+        assert recorder.seen and recorder.seen <= set(fit.train_trajectories.tolist())
+    train, val = split_trajectories(10, 0.3, seed=1)
+    assert sorted(np.concatenate([train, val]).tolist()) == list(range(10)) and len(val) == 3
+
+
+def _pairs_from_linear_system(n_traj=12, n_points=20, delta=1e-3, seed=0):
+    A = np.array([[-0.5, 2.0], [-2.0, -0.5]])
+    rng = np.random.default_rng(seed)
+    h0 = rng.uniform(-3, 3, size=(n_traj, n_points, 2))
+    from scipy.linalg import expm
+    h1 = h0 @ expm(A * delta).T
+    return A, h0, h1
+
+
+def test_one_step_training_recovers_a_linear_field_with_schedule_and_seed():
+    A, h0, h1 = _pairs_from_linear_system()
+    options = FitOptions(steps=600, lr=1e-2, batch_size=64, eval_every=20, patience=60, seed=3)
+    fits = [fit_vector_field(MLPVectorField(2, 16, seed=0), pair_data(h0, h1, 1e-3), options) for _ in range(2)]
+    assert fits[0].best_validation == fits[1].best_validation     # the seed fixes everything
+    assert fits[0].best_validation < 0.02
+    with torch.no_grad():
+        h = torch.tensor(h0[:, 0], dtype=torch.float32)
+        assert torch.allclose(fits[0].model(h), h @ torch.tensor(A.T, dtype=torch.float32), atol=0.2)
+    lrs = fits[0].history["lr"]
+    assert lrs[0] == 1e-2 and all(b <= a for a, b in zip(lrs, lrs[1:]))
+    # different initialisations give different models
+    other = fit_vector_field(MLPVectorField(2, 16, seed=1), pair_data(h0, h1, 1e-3), options)
+    assert other.best_validation != fits[0].best_validation
+
+
+def test_trajectory_data_are_consecutive_pairs():
+    traj = np.arange(2 * 5 * 3, dtype=float).reshape(2, 5, 3)
+    data = trajectory_data(traj, np.linspace(0, 2, 5))
+    assert data.kind == "pairs" and data.delta == 0.5
+    assert np.array_equal(data.start, traj[:, :-1]) and np.array_equal(data.target, traj[:, 1:])
+    with pytest.raises(ValueError, match="uniformly spaced"):
+        trajectory_data(traj, [0, 1, 2, 4, 5])
+    with pytest.raises(ValueError, match="times must hold one time per snapshot"):
+        trajectory_data(traj, [0, 1, 2])
+
+
+def test_saved_and_reloaded_model_gives_identical_predictions(tmp_path):
+    A, h0, h1 = _pairs_from_linear_system()
+    fit = fit_vector_field(published_onsagernet(2, seed=0), pair_data(h0, h1, 1e-3),
+                           FitOptions(steps=30, eval_every=10, standardize=True))
+    assert isinstance(fit.model, StandardizedField)
+    torch.save(fit.model.state_dict(), tmp_path / "model.pt")
+    again = StandardizedField(published_onsagernet(2, seed=5), np.zeros(2), 1.0, 1.0)
+    again.load_state_dict(torch.load(tmp_path / "model.pt"))
+    h = torch.randn(10, 2)
+    assert torch.equal(fit.model(h), again(h))
+    assert torch.equal(again.mean, fit.model.mean) and again.scale.item() != 1.0
+
+
+def test_standardisation_is_undone_on_output():
+    inner = MLPVectorField(2, 8, seed=0)
+    wrapped = StandardizedField(inner, np.array([10.0, -5.0]), 4.0, 3.0)
+    h = torch.randn(6, 2)
+    assert torch.allclose(wrapped(h), 12.0 * inner((h - torch.tensor([10.0, -5.0])) / 4.0))
+
+
+def test_published_architecture_has_the_published_sizes():
+    assert [published_width(m) for m in (3, 5, 7)] == [20, 42, 72]
+    model = published_onsagernet(5)
+    assert model.depth == 2 and model.activation == "ReQUr" and model.force_kind == "linear"
+    assert model.alpha == model.beta == 0.1 and model.n_potential == 5 and model.potential_linear
+    assert not model.bounded_by_construction()       # no certificate with unbounded activations
+    mlp = mlp_of_equal_size(model)
+    assert abs(count_parameters(mlp) - count_parameters(model)) < 0.02 * count_parameters(model)
+    # ReQUr: quadratic near 0, linear beyond 1/2
+    from mldyn_lite.onsager import ACTIVATIONS
+    x = torch.tensor([-1.0, 0.25, 0.5, 2.0])
+    assert torch.allclose(ACTIVATIONS["ReQUr"](x), torch.tensor([0.0, 0.0625, 0.25, 1.75]))
+    # the autograd gradient is used for deep or non-tanh features, and agrees with a finite difference
+    h = torch.randn(3, 5, dtype=torch.float64)
+    model = model.double()
+    grad = model.grad_potential(h)
+    eps = 1e-6
+    fd = torch.stack([(model.potential(h + eps * e) - model.potential(h - eps * e)) / (2 * eps)
+                      for e in torch.eye(5, dtype=torch.float64)], -1)
+    assert torch.allclose(grad, fd, atol=1e-6)
+
+
+def test_seed_does_not_touch_the_global_generator():
+    torch.manual_seed(123)
+    expected = torch.rand(3)
+    torch.manual_seed(123)
+    a = OnsagerNet(3, 8, seed=4)
+    MLPVectorField(3, 8, seed=4)
+    assert torch.equal(torch.rand(3), expected)
+    assert torch.equal(OnsagerNet(3, 8, seed=4).features.weight, a.features.weight)
+
+
+def test_rollout_has_the_data_layout_and_matches_integrate():
+    model = OnsagerNet(3, 8, seed=0)
+    h0 = torch.randn(4, 3)
+    run = rollout(model, h0, T=1.0, dt=0.05, save_every=2)
+    path, escaped = integrate(model, h0, 1.0, dt=0.05, save_every=2)
+    assert run.path.shape == (4, 11, 3) and np.allclose(run.times, np.arange(11) * 0.1)
+    assert torch.equal(run.path, path.transpose(0, 1)) and not run.escaped.any()
+
+
+def test_trajectory_error_and_wrong_end_states_by_hand():
+    truth = np.zeros((2, 3, 1))
+    truth[:, :, 0] = [[1.0, 2.0, 2.0], [10.0, 10.0, 10.0]]
+    predicted = truth.copy()
+    predicted[0, :, 0] += [0.0, 1.0, 0.5]      # errors 0, 1, 0.5 against sizes 1, 2, 2; 0.5 < 0.3 * 2
+    predicted[1, 2, 0] = 6.0                   # final error 4 against 0.3 * 10 = 3
+    e0 = np.sqrt((0 + 1 + 0.25) / (1 + 4 + 4))
+    e1 = np.sqrt(16 / 300)
+    assert trajectory_error(predicted, truth) == pytest.approx((e0 + e1) / 2)
+    assert trajectory_error(predicted, truth, times=[0, 1, 2], T=0) == pytest.approx(0.0)
+    assert wrong_end_states(predicted, truth).tolist() == [False, True]
+    assert wrong_end_states(predicted, truth, threshold=0.5).tolist() == [False, False]
+
+
+def test_boundedness_separates_a_contracting_from_an_expanding_field():
+    data = np.random.default_rng(0).standard_normal((200, 2))
+    centre = torch.tensor(data.mean(0), dtype=torch.float32)
+    inward = boundedness(lambda h: centre - h, data, n_starts=5, T=10.0, dt=0.05)
+    assert inward.returned.all() and not inward.escaped.any() and inward.final_distance.max() < 0.01
+    outward = boundedness(lambda h: h, data, n_starts=5, T=10.0, dt=0.05, escape_factor=50)
+    assert outward.escaped.all() and not outward.returned.any()
+    assert np.allclose(inward.max_distance[0], 2.0, atol=1e-6) and np.allclose(inward.max_distance[1], 5.0, atol=1e-6)
+
+
+def test_new_functions_name_bad_arguments():
+    with pytest.raises(ValueError, match="h0 and h1 must have the same shape"):
+        pair_data(np.zeros((3, 2)), np.zeros((4, 2)), 0.1)
+    with pytest.raises(ValueError, match="delta"):
+        pair_data(np.zeros((3, 2)), np.zeros((3, 2)), 0.0)
+    with pytest.raises(ValueError, match="h0 contains NaN"):
+        pair_data(np.full((3, 2), np.nan), np.zeros((3, 2)), 0.1)
+    with pytest.raises(TypeError, match="data must be a VectorFieldData"):
+        fit_vector_field(MLPVectorField(2, 4), np.zeros((3, 2)))
+    with pytest.raises(TypeError, match="options must be a FitOptions"):
+        fit_vector_field(MLPVectorField(2, 4), derivative_data(np.zeros((3, 2)), np.ones((3, 2))), {"steps": 3})
+    with pytest.raises(ValueError, match="lr"):
+        fit_vector_field(MLPVectorField(2, 4), derivative_data(np.zeros((3, 2)), np.ones((3, 2))), FitOptions(lr=-1))
+    with pytest.raises(ValueError, match="model.dim = 3"):
+        fit_vector_field(MLPVectorField(3, 4), derivative_data(np.zeros((3, 2)), np.ones((3, 2))))
+    with pytest.raises(ValueError, match="activation"):
+        OnsagerNet(3, activation="sigmoid")
+    with pytest.raises(ValueError, match="T needs the times"):
+        trajectory_error(np.ones((1, 2, 1)), np.ones((1, 2, 1)), T=1.0)
+    with pytest.raises(ValueError, match="predicted and truth"):
+        wrong_end_states(np.ones((1, 2, 1)), np.ones((1, 3, 1)))
+    with pytest.raises(ValueError, match="field\\(h\\) must return the shape of h"):
+        rollout(lambda h: h[:, :1], torch.zeros(2, 3), 0.1, dt=0.05)
+    assert isinstance(derivative_data(np.zeros((3, 2)), np.ones((3, 2))), VectorFieldData)
+
+
+def test_readme_example_fits_onsagernet_to_pairs_from_a_file(tmp_path, monkeypatch):
+    from pathlib import Path
+
+    readme = (Path(__file__).parents[1] / "README.md").read_text()
+    section = readme.split("### Example: OnsagerNet from your own trajectory data", 1)[1]
+    code = section.split("```python\n", 1)[1].split("```", 1)[0]
+    assert len(code.strip().splitlines()) <= 10
+    monkeypatch.chdir(tmp_path)
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    fit = namespace["fit"]
+    assert (tmp_path / "rbc_pairs.npz").exists()
+    assert len(fit.validation_trajectories) == 4 and set(fit.validation_trajectories).isdisjoint(fit.train_trajectories)
+    assert np.isfinite(fit.best_validation) and fit.best_validation < 1.0
+    assert fit.history["lr"][0] == 1e-2
