@@ -40,8 +40,9 @@ the harmonic coordinates.
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -49,10 +50,18 @@ import numpy as np
 import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
+from torch.optim.swa_utils import AveragedModel
 
-from ._checks import check_array, check_box, check_callable, check_float, check_int, check_tensor
+from ._checks import check_array, check_box, check_callable, check_choice, check_float, check_int, check_tensor
 from .runtime import get_device
 from .training import raise_if_nonfinite
+
+__all__ = [
+    "BoltzmannSampler", "CommittorFit", "CommittorNet", "CommittorOptions", "Disk", "FVCommittor", "MB_BOX",
+    "MB_STATE_A", "MB_STATE_B", "committor_errors", "effective_sample_size", "evaluate_on_grid",
+    "extended_mueller_brown", "fit_committor", "langevin_samples", "mueller_brown", "reaction_rate_of",
+    "rugged_mueller_brown", "solve_committor_fv", "variational_loss",
+]
 
 # ----------------------------------------------------------------------------------------------
 # potentials
@@ -414,19 +423,35 @@ def effective_sample_size(weights) -> float:
 
 
 class CommittorNet(torch.nn.Module):
-    r"""A tanh network with sigmoid output, :math:`q_\theta(x) = \sigma(\mathrm{MLP}(x)) \in (0, 1)`."""
+    r"""A tanh network with sigmoid output, :math:`q_\theta(x) = \sigma(\mathrm{MLP}(x)) \in (0, 1)`.
 
-    def __init__(self, dim: int = 2, width: int = 50, depth: int = 2):
+    With a ``generator`` the weights are drawn from it (PyTorch's default ranges,
+    :math:`U(-1/\sqrt{\text{fan-in}}, 1/\sqrt{\text{fan-in}})`) and the global RNG is not used;
+    without one, PyTorch's default initialisation draws from the global RNG.
+    """
+
+    def __init__(self, dim: int = 2, width: int = 50, depth: int = 2, *, generator: torch.Generator | None = None):
         super().__init__()
         dim = check_int("dim", dim, minimum=2)
         width = check_int("width", width, minimum=1)
         depth = check_int("depth", depth, minimum=1)
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         layers, size = [], dim
-        for _ in range(depth):
-            layers += [torch.nn.Linear(size, width), torch.nn.Tanh()]
-            size = width
-        layers.append(torch.nn.Linear(size, 1))
-        self.mlp = torch.nn.Sequential(*layers)
+        for out in [width] * depth + [1]:
+            if generator is None:
+                layers.append(torch.nn.Linear(size, out))
+            else:
+                layer = torch.nn.utils.skip_init(torch.nn.Linear, size, out)
+                bound = 1 / math.sqrt(size)
+                with torch.no_grad():
+                    for parameter in (layer.weight, layer.bias):
+                        draw = torch.rand(parameter.shape, generator=generator, device=generator.device)
+                        parameter.copy_((2 * draw - 1) * bound)
+                layers.append(layer)
+            layers.append(torch.nn.Tanh())
+            size = out
+        self.mlp = torch.nn.Sequential(*layers[:-1])
         self.dim = dim
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -459,6 +484,9 @@ class BoltzmannSampler:
         values = _to_numpy(potential(torch.as_tensor(grid)))
         self.V_min = float(values.min())
         self.acceptance = float(np.mean(values - self.V_min < self.cutoff))
+        kept = values[values - self.V_min < self.cutoff] - self.V_min
+        #: mean importance weight of a sample, E[e^{-(V_2 - V_min)/kT}] under the uniform proposal (401 x 401 grid)
+        self.mean_weight = float(np.mean(np.exp(-kept / self.kT)))
         self._low = torch.tensor([x0, y0], device=self.device, dtype=dtype)
         self._size = torch.tensor([x1 - x0, y1 - y0], device=self.device, dtype=dtype)
 
@@ -497,7 +525,7 @@ def _to_numpy(values) -> np.ndarray:
 
 
 def variational_loss(q: Callable, points: torch.Tensor, weights: torch.Tensor, points_a: torch.Tensor,
-                     points_b: torch.Tensor, penalty: float = 1.0) -> torch.Tensor:
+                     points_b: torch.Tensor, penalty: float = 1.0, mean_weight: float | None = None) -> torch.Tensor:
     r"""Monte-Carlo estimate of :math:`I[q] + \lambda\big(\langle q^2\rangle_A + \langle (1-q)^2\rangle_B\big)`.
 
     ``points`` are samples with importance ``weights`` (so that the mean of
@@ -508,85 +536,191 @@ def variational_loss(q: Callable, points: torch.Tensor, weights: torch.Tensor, p
     points = check_tensor("points", points, ndim=2)
     weights = check_tensor("weights", weights, ndim=1)
     penalty = check_float("penalty", penalty, nonnegative=True)
+    if mean_weight is not None:
+        mean_weight = check_float("mean_weight", mean_weight, positive=True)
     n, n_a = points.shape[0], points_a.shape[0]
     # one forward pass for all three sets; rows are independent, so the gradient of the sum
     # with respect to row i is the gradient of q at point i
     everything = torch.cat([points, points_a, points_b]).detach().requires_grad_(True)
     values = q(everything)
     grad_q = torch.autograd.grad(values.sum(), everything, create_graph=True)[0][:n]
-    dirichlet = (weights * (grad_q**2).sum(1)).sum() / weights.sum()  # estimates E_pi |grad q|^2
+    # estimates E_pi |grad q|^2: self-normalised, or normalised by the known mean weight
+    normaliser = weights.sum() if mean_weight is None else n * mean_weight
+    dirichlet = (weights * (grad_q**2).sum(1)).sum() / normaliser
     boundary = (values[n:n + n_a] ** 2).mean() + ((1 - values[n + n_a:]) ** 2).mean()
     return dirichlet + penalty * boundary
 
 
+@dataclass(frozen=True)
+class CommittorOptions:
+    r"""Settings of :func:`fit_committor` (the defaults reach the accuracy stated on pages 4.3 and 4.4).
+
+    ``width``, ``depth``
+        Hidden layers of the :class:`CommittorNet` (the published shape: two layers of 50).
+    ``steps``, ``batch_size``, ``boundary_batch_size``
+        Adam steps; fresh weighted samples per step, and samples in each state per step.
+    ``penalty``, ``final_penalty``
+        The boundary weight :math:`\lambda` grows geometrically from the first to the second.
+    ``lr``, ``final_lr``
+        The learning rate decays geometrically from the first to the second.
+    ``clip``
+        Gradient-norm clipping (a sigmoid network can saturate after one large step).
+    ``average_from``
+        Fraction of the run after which the weights are averaged uniformly (stochastic weight
+        averaging, :class:`torch.optim.swa_utils.AveragedModel`); the average is the returned network.
+    ``normalise``
+        ``"batch"``: divide the weighted Dirichlet sum by the batch's total weight (self-normalised
+        importance sampling); ``"exact"``: by the batch size times the sampler's known
+        ``mean_weight``, which removes the batch-to-batch rescaling of the Dirichlet term.
+    ``record_every``
+        Steps between entries of the loss history (and calls of the callback).
+    """
+
+    width: int = 50
+    depth: int = 2
+    steps: int = 5000
+    batch_size: int = 700
+    boundary_batch_size: int = 100
+    penalty: float = 0.03
+    final_penalty: float = 1.0
+    lr: float = 1e-2
+    final_lr: float = 1e-4
+    clip: float = 1.0
+    average_from: float = 0.6
+    normalise: str = "batch"
+    record_every: int = 10
+
+    def __post_init__(self):
+        object.__setattr__(self, "normalise", check_choice("normalise", self.normalise, ("batch", "exact")))
+        for name in ("width", "depth", "steps", "batch_size", "boundary_batch_size", "record_every"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1))
+        for name in ("penalty", "final_penalty", "lr", "final_lr", "clip"):
+            object.__setattr__(self, name, check_float(name, getattr(self, name), positive=True))
+        object.__setattr__(self, "average_from",
+                           check_float("average_from", self.average_from, minimum=0.0, maximum=1.0))
+
+
+#: Old keyword names of :func:`fit_committor`, still accepted.
+_ALIASES = {"batch": "batch_size", "boundary_batch": "boundary_batch_size"}
+
+
 @dataclass
 class CommittorFit:
-    """Result of :func:`fit_committor`: the averaged network ``net`` and the loss history."""
+    """Result of :func:`fit_committor`.
+
+    ``net``: the weight-averaged network; ``losses``: the loss every ``record_every`` steps
+    (``history_steps`` holds those steps); ``steps``; ``options``; ``seed``;
+    ``cpu_seconds``: process CPU time of the training.
+    """
 
     net: CommittorNet
     losses: list
     steps: int
+    options: CommittorOptions
+    history_steps: list
+    seed: int | None
+    cpu_seconds: float
+
+    @property
+    def model(self) -> CommittorNet:
+        """The returned network (same as ``net``)."""
+        return self.net
 
 
-def fit_committor(sampler: BoltzmannSampler, state_a: Disk = MB_STATE_A, state_b: Disk = MB_STATE_B, *,
-                  width: int = 50, depth: int = 2, steps: int = 1500, batch: int = 500, boundary_batch: int = 100,
-                  penalty: float = 0.03, final_penalty: float = 1.0, lr: float = 1e-2, final_lr: float = 1e-3,
-                  clip: float = 1.0, ema: float = 0.99,
-                  seed: int = 0, record_every: int = 10, callback: Callable | None = None) -> CommittorFit:
+def fit_committor(sampler: BoltzmannSampler, options: CommittorOptions | None = None, *,
+                  state_a: Disk = MB_STATE_A, state_b: Disk = MB_STATE_B, seed: int | None = 0,
+                  generator: torch.Generator | None = None, callback: Callable | None = None,
+                  **overrides) -> CommittorFit:
     r"""Train a :class:`CommittorNet` on :func:`variational_loss` with fresh samples every step.
 
-    Adam with a learning rate decaying geometrically from ``lr`` to ``final_lr``, gradient-norm
-    clipping at ``clip`` (sigmoid networks can saturate after one large step), and an
-    exponential moving average of the weights with factor ``ema`` (the returned network), which
-    removes the step-to-step jitter of stochastic training. The penalty weight grows
-    geometrically from ``penalty`` to ``final_penalty``: the Dirichlet term is tiny
+    Li, Lin & Ren (J. Chem. Phys. 151, 054112, 2019) minimise
+    :math:`\mathbb E_\pi|\nabla q_\theta|^2 + \lambda(\langle q_\theta^2\rangle_A + \langle(1-q_\theta)^2\rangle_B)`.
+    Here: Adam with the learning rate decaying geometrically from ``lr`` to ``final_lr``,
+    gradient-norm clipping at ``clip``, and a uniform average of the weights over the last
+    ``1 - average_from`` of the run (the returned network). With a small final learning rate and a
+    long averaging window the final network carries little of the step-to-step jitter of
+    stochastic training. The penalty weight grows geometrically from ``penalty`` to
+    ``final_penalty``: the Dirichlet term is tiny
     (:math:`\mathbb E_\pi|\nabla q|^2 = \nu_R/kT \approx 5\cdot10^{-4}` for Mueller–Brown at
     kT = 10), so a large weight from the start drowns it, while a small final weight lets
-    :math:`q` shrink its contrast between A and B by about :math:`I/\lambda`. ``callback(step, net)``, if given,
-    is called on the averaged network every ``record_every`` steps.
+    :math:`q` shrink its contrast between A and B by about :math:`I/\lambda`.
+
+    Parameters
+    ----------
+    sampler
+        A :class:`BoltzmannSampler` (sets the dimension, device and dtype).
+    options
+        A :class:`CommittorOptions`; any of its fields may also be given as a keyword
+        (``steps=4000``), which overrides ``options``. ``batch`` and ``boundary_batch`` are
+        accepted for ``batch_size`` and ``boundary_batch_size``.
+    state_a, state_b
+        The two states.
+    seed, generator
+        Randomness for the initial weights and the samples: a ``torch.Generator`` on the
+        sampler's device, or else a new one seeded with ``seed``. The global torch RNG is not touched.
+    callback
+        ``callback(step, net)`` every ``record_every`` steps, with the current estimate: the
+        weight average once averaging has started, the trained network before.
     """
     if not isinstance(sampler, BoltzmannSampler):
         raise TypeError(f"sampler must be a BoltzmannSampler, got {type(sampler).__name__}")
     _check_states(state_a, state_b, sampler.box)
-    steps = check_int("steps", steps, minimum=1)
-    batch = check_int("batch", batch, minimum=1)
-    boundary_batch = check_int("boundary_batch", boundary_batch, minimum=1)
-    penalty = check_float("penalty", penalty, positive=True)
-    final_penalty = check_float("final_penalty", final_penalty, positive=True)
-    lr = check_float("lr", lr, positive=True)
-    final_lr = check_float("final_lr", final_lr, positive=True)
-    clip = check_float("clip", clip, positive=True)
-    ema = check_float("ema", ema, minimum=0.0, maximum=1.0)
-    record_every = check_int("record_every", record_every, minimum=1)
+    if options is None:
+        options = CommittorOptions()
+    elif not isinstance(options, CommittorOptions):
+        raise TypeError(f"options must be a CommittorOptions, got {type(options).__name__}")
+    if overrides:
+        fields = {f.name for f in dataclasses.fields(CommittorOptions)}
+        renamed = {}
+        for key, value in overrides.items():
+            name = _ALIASES.get(key, key)
+            if name not in fields:
+                raise TypeError(f"fit_committor() got an unexpected keyword argument {key!r}; "
+                                f"options are {', '.join(sorted(fields))}")
+            renamed[name] = value
+        options = dataclasses.replace(options, **renamed)
     if callback is not None:
         check_callable("callback", callback)
-    torch.manual_seed(check_int("seed", seed, minimum=0))
-    generator = torch.Generator(device=sampler.device).manual_seed(seed)
-    net = CommittorNet(sampler.dim, width, depth).to(device=sampler.device, dtype=sampler.dtype)
-    average = copy.deepcopy(net).requires_grad_(False)
-    parameters, averaged = list(net.parameters()), list(average.parameters())
-    optimizer = torch.optim.Adam(parameters, lr=lr, foreach=True)
-    decay = (final_lr / lr) ** (1 / max(steps - 1, 1))
-    losses = []
-    for step in range(steps):
-        points, weights = sampler.sample(batch, generator)
-        points_a = sampler.sample_state(state_a, boundary_batch, generator)
-        points_b = sampler.sample_state(state_b, boundary_batch, generator)
-        weight = penalty * (final_penalty / penalty) ** (step / max(steps - 1, 1))
-        loss = variational_loss(net, points, weights, points_a, points_b, weight)
+    if generator is None:
+        seed = check_int("seed", seed, minimum=0)
+        generator = torch.Generator(device=sampler.device).manual_seed(seed)
+    elif not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    else:
+        seed = None
+    o = options
+    start = time.process_time()
+    net = CommittorNet(sampler.dim, o.width, o.depth, generator=generator).to(device=sampler.device,
+                                                                               dtype=sampler.dtype)
+    average = AveragedModel(net)
+    optimizer = torch.optim.Adam(net.parameters(), lr=o.lr)
+    last = max(o.steps - 1, 1)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, (o.final_lr / o.lr) ** (1 / last))
+    first_averaged = min(int(o.average_from * o.steps), o.steps - 1)
+    mean_weight = sampler.mean_weight if o.normalise == "exact" else None
+    losses, history_steps = [], []
+    for step in range(o.steps):
+        points, weights = sampler.sample(o.batch_size, generator)
+        points_a = sampler.sample_state(state_a, o.boundary_batch_size, generator)
+        points_b = sampler.sample_state(state_b, o.boundary_batch_size, generator)
+        weight = o.penalty * (o.final_penalty / o.penalty) ** (step / last)
+        loss = variational_loss(net, points, weights, points_a, points_b, weight, mean_weight)
         raise_if_nonfinite(loss.detach(), step, hint="the learning rate is probably too large")
         optimizer.zero_grad()
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(parameters, clip, foreach=True)
+        torch.nn.utils.clip_grad_norm_(net.parameters(), o.clip)
         optimizer.step()
-        optimizer.param_groups[0]["lr"] *= decay
-        with torch.no_grad():
-            torch._foreach_lerp_(averaged, parameters, 1 - ema)
-        if step % record_every == 0 or step == steps - 1:
+        schedule.step()
+        if step >= first_averaged:
+            average.update_parameters(net)
+        if step % o.record_every == 0 or step == o.steps - 1:
             losses.append(float(loss.detach()))
+            history_steps.append(step)
             if callback is not None:
-                callback(step, average)
-    return CommittorFit(net=average, losses=losses, steps=steps)
+                callback(step, average.module if step >= first_averaged else net)
+    result = average.module.requires_grad_(False)
+    return CommittorFit(net=result, losses=losses, steps=o.steps, options=o, history_steps=history_steps, seed=seed,
+                        cpu_seconds=time.process_time() - start)
 
 
 def committor_errors(q: Callable, reference: FVCommittor, *, cutoff: float = 130.0, band: tuple = (0.3, 0.7),

@@ -30,17 +30,25 @@ This module provides
 
 from __future__ import annotations
 
-import copy
+import dataclasses
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
+from torch.optim.swa_utils import AveragedModel
 
 from ._checks import check_array, check_box, check_callable, check_float, check_int, check_tensor
 from .runtime import get_device
 from .training import raise_if_nonfinite
+
+__all__ = [
+    "DecompositionFit", "DecompositionNet", "DecompositionOptions", "decomposition_loss", "double_well_potential",
+    "fit_decomposition", "geometric_action", "maier_stein_drift", "minimum_action_path", "orthogonality_residual",
+    "potential_error", "rotating_double_well_drift", "simulate_increments", "uniform_points",
+]
 
 #: The symplectic matrix J = [[0, 1], [-1, 0]].
 J = ((0.0, 1.0), (-1.0, 0.0))
@@ -130,39 +138,69 @@ class DecompositionNet(torch.nn.Module):
 
     Sharing the hidden layers costs one forward and one double-backward pass per step instead
     of two, and trained better than two separate networks in our tests.
+
+    ``mirror=True`` builds in the mirror symmetry :math:`(x, y) \mapsto (x, -y)` of a drift with
+    :math:`f(x, -y) = (f_1, -f_2)(x, y)` (Maier–Stein): the network sees :math:`(x, |y|)`, so
+    :math:`U_\theta(x, -y) = U_\theta(x, y)` and :math:`g_\theta = (h_1, \operatorname{sign}(y)\,h_2)`.
+    A smooth function of :math:`|y|` can have a kink on the axis :math:`y = 0`, where the two
+    mirror-image minimum action paths meet and the quasipotential is not differentiable.
+    With a ``generator`` the initial weights are drawn from it (PyTorch's default ranges) and the
+    global RNG is not used.
     """
 
-    def __init__(self, width: int = 50, depth: int = 2):
+    def __init__(self, width: int = 50, depth: int = 2, *, mirror: bool = False,
+                 generator: torch.Generator | None = None):
         super().__init__()
         width = check_int("width", width, minimum=1)
         depth = check_int("depth", depth, minimum=1)
+        if not isinstance(mirror, bool):
+            raise TypeError(f"mirror must be True or False, got {type(mirror).__name__}")
+        if generator is not None and not isinstance(generator, torch.Generator):
+            raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
         layers, size = [], 2
-        for _ in range(depth):
-            layers += [torch.nn.Linear(size, width), torch.nn.Tanh()]
-            size = width
-        layers.append(torch.nn.Linear(size, 3))
-        self.mlp = torch.nn.Sequential(*layers)
+        for out in [width] * depth + [3]:
+            if generator is None:
+                layers.append(torch.nn.Linear(size, out))
+            else:
+                layer = torch.nn.utils.skip_init(torch.nn.Linear, size, out)
+                bound = 1 / math.sqrt(size)
+                with torch.no_grad():
+                    for parameter in (layer.weight, layer.bias):
+                        draw = torch.rand(parameter.shape, generator=generator, device=generator.device)
+                        parameter.copy_((2 * draw - 1) * bound)
+                layers.append(layer)
+            layers.append(torch.nn.Tanh())
+            size = out
+        self.mlp = torch.nn.Sequential(*layers[:-1])
+        self.mirror = mirror
+
+    def _outputs(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.mirror:
+            return self.mlp(x)
+        out = self.mlp(torch.stack([x[:, 0], x[:, 1].abs()], dim=1))
+        return torch.stack([out[:, 0], out[:, 1], torch.sign(x[:, 1]) * out[:, 2]], dim=1)
 
     def potential(self, x: torch.Tensor) -> torch.Tensor:
-        """:math:`U_\\theta(x)`, shape ``(k,)``."""
-        return self.mlp(x)[:, 0]
+        """:math:`U_\theta(x)`, shape ``(k,)``."""
+        return self._outputs(x)[:, 0]
 
     def parts(self, x: torch.Tensor, create_graph: bool = False):
         r"""Return :math:`U_\theta(x)`, :math:`\nabla U_\theta(x)` and :math:`g_\theta(x)`."""
         x = x.detach().requires_grad_(True)
         with torch.enable_grad():
-            out = self.mlp(x)
+            out = self._outputs(x)
             grad_u = torch.autograd.grad(out[:, 0].sum(), x, create_graph=create_graph)[0]
         return out[:, 0], grad_u, out[:, 1:]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """The modelled drift :math:`-\\nabla U_\\theta + g_\\theta`."""
+        """The modelled drift :math:`-\nabla U_\theta + g_\theta`."""
         _, grad_u, g = self.parts(x, create_graph=torch.is_grad_enabled())
         return -grad_u + g
 
 
 def decomposition_loss(model: DecompositionNet, x: torch.Tensor, target: torch.Tensor, *, orthogonality: float = 3.0,
-                       rotation: float = 0.0, floor: float = 1e-2) -> torch.Tensor:
+                       rotation: float = 0.0, floor: float = 1e-2, selection: float = 0.0,
+                       anchors: torch.Tensor | None = None, one_sided: bool = False) -> torch.Tensor:
     r"""Fit plus orthogonality plus (optional) rotation penalty.
 
     .. math:: \big\langle |\hat f + \nabla U_\theta - g_\theta|^2\big\rangle
@@ -175,6 +213,12 @@ def decomposition_loss(model: DecompositionNet, x: torch.Tensor, target: torch.T
     field is weak. The trivial split :math:`U = \text{const},\ g = f` also makes the first two
     terms vanish; the rotation penalty :math:`\mu` (annealed to 0 by :func:`fit_decomposition`)
     steers training away from it.
+
+    Optional selection term: the quasipotential is the largest subsolution of the Hamilton–Jacobi
+    equation (the largest :math:`U` with :math:`\nabla U\cdot g \le 0`, zero at the attractors),
+    so ``selection`` :math:`=\kappa > 0` subtracts
+    :math:`\kappa(\langle U_\theta\rangle - \langle U_\theta\rangle_{\text{anchors}})` and
+    ``one_sided=True`` penalises only :math:`\nabla U_\theta\cdot g_\theta > 0`.
     """
     if not isinstance(model, DecompositionNet):
         raise TypeError(f"model must be a DecompositionNet, got {type(model).__name__}")
@@ -185,68 +229,156 @@ def decomposition_loss(model: DecompositionNet, x: torch.Tensor, target: torch.T
     orthogonality = check_float("orthogonality", orthogonality, nonnegative=True)
     rotation = check_float("rotation", rotation, nonnegative=True)
     floor = check_float("floor", floor, positive=True)
-    _, grad_u, g = model.parts(x, create_graph=True)
+    selection = check_float("selection", selection, nonnegative=True)
+    if selection > 0 and anchors is None:
+        raise ValueError("anchors (the attractors, shape (k, 2)) are needed when selection > 0")
+    u, grad_u, g = model.parts(x, create_graph=True)
     fit = ((target + grad_u - g) ** 2).sum(1).mean()
     scale = ((grad_u**2).sum(1) + (g**2).sum(1)).detach() + floor
-    orthogonal = (((grad_u * g).sum(1)) ** 2 / scale).mean()
-    return fit + orthogonality * orthogonal + rotation * (g**2).sum(1).mean()
+    dot = (grad_u * g).sum(1)
+    if one_sided:
+        dot = torch.relu(dot)
+    orthogonal = (dot**2 / scale).mean()
+    loss = fit + orthogonality * orthogonal + rotation * (g**2).sum(1).mean()
+    if selection > 0:
+        anchors = _points("anchors", anchors)
+        loss = loss - selection * (u.mean() - model.potential(anchors).mean())
+    return loss
+
+
+@dataclass(frozen=True)
+class DecompositionOptions:
+    r"""Settings of :func:`fit_decomposition`.
+
+    ``width``, ``depth``, ``mirror``: the :class:`DecompositionNet`; ``steps`` Adam steps on
+    minibatches of ``batch_size`` samples; the learning rate decays geometrically from ``lr`` to
+    ``final_lr`` and the rotation penalty :math:`\mu` from ``rotation`` to ``final_rotation``;
+    ``orthogonality`` is :math:`\lambda`; the returned model is an exponential moving average of
+    the weights with factor ``ema``; the loss is recorded every ``record_every`` steps.
+    ``selection`` (:math:`\kappa`), ``anchors`` (the attractors) and ``one_sided`` add the
+    selection term of :func:`decomposition_loss`; off by default (page 4.4 shows that, at the
+    book's budget, :math:`\kappa` moves the Maier–Stein barrier instead of selecting it).
+    """
+
+    width: int = 50
+    depth: int = 2
+    mirror: bool = False
+    steps: int = 1500
+    batch_size: int = 500
+    lr: float = 3e-3
+    final_lr: float = 3e-4
+    orthogonality: float = 3.0
+    rotation: float = 1.0
+    final_rotation: float = 1e-4
+    ema: float = 0.99
+    selection: float = 0.0
+    anchors: tuple | None = None
+    one_sided: bool = False
+    record_every: int = 10
+
+    def __post_init__(self):
+        object.__setattr__(self, "selection", check_float("selection", self.selection, nonnegative=True))
+        if self.anchors is not None:
+            anchors = check_array("anchors", self.anchors, ndim=2)
+            if anchors.shape[1] != 2:
+                raise ValueError(f"anchors must have shape (k, 2), got {anchors.shape}")
+            object.__setattr__(self, "anchors", tuple(tuple(float(v) for v in row) for row in anchors))
+        elif self.selection > 0:
+            raise ValueError("anchors (the attractors, shape (k, 2)) are needed when selection > 0")
+        for name in ("width", "depth", "steps", "batch_size", "record_every"):
+            object.__setattr__(self, name, check_int(name, getattr(self, name), minimum=1))
+        for name in ("lr", "final_lr", "rotation", "final_rotation"):
+            object.__setattr__(self, name, check_float(name, getattr(self, name), positive=True))
+        object.__setattr__(self, "orthogonality", check_float("orthogonality", self.orthogonality, nonnegative=True))
+        object.__setattr__(self, "ema", check_float("ema", self.ema, minimum=0.0, maximum=1.0))
+        if not isinstance(self.mirror, bool):
+            raise TypeError(f"mirror must be True or False, got {type(self.mirror).__name__}")
 
 
 @dataclass
 class DecompositionFit:
-    """Result of :func:`fit_decomposition`: the (weight-averaged) model and the loss history."""
+    """Result of :func:`fit_decomposition`: the (weight-averaged) ``model``, the loss history
+    ``losses`` (every ``record_every`` steps), the ``options``, ``seed`` and ``cpu_seconds``
+    (process CPU time of the training)."""
 
     model: DecompositionNet
     losses: list
+    options: DecompositionOptions | None = None
+    seed: int | None = None
+    cpu_seconds: float = float("nan")
 
 
-def fit_decomposition(x: torch.Tensor, target: torch.Tensor, *, width: int = 50, depth: int = 2, steps: int = 1500,
-                      batch: int = 500, lr: float = 3e-3, final_lr: float = 3e-4, orthogonality: float = 3.0,
-                      rotation: float = 1.0, final_rotation: float = 1e-4, ema: float = 0.99, seed: int = 0,
-                      record_every: int = 10) -> DecompositionFit:
+def fit_decomposition(x: torch.Tensor, target: torch.Tensor, options: DecompositionOptions | None = None, *,
+                      seed: int | None = 0, generator: torch.Generator | None = None,
+                      **overrides) -> DecompositionFit:
     r"""Learn :math:`f \approx -\nabla U_\theta + g_\theta,\ \nabla U_\theta\perp g_\theta` from samples ``(x, target)``.
 
-    Adam on minibatches of :func:`decomposition_loss`; the learning rate decays geometrically
-    from ``lr`` to ``final_lr`` and the rotation penalty from ``rotation`` to ``final_rotation``
-    (a continuation: a large :math:`\mu` first makes :math:`-\nabla U_\theta` the best gradient
-    fit of :math:`f`, which lies near the quasipotential split, not near the trivial one).
-    Returns an exponential moving average of the weights (factor ``ema``).
+    B. Lin, Q. Li & W. Ren (MSML 2021): minimise :func:`decomposition_loss` with Adam on
+    minibatches; the learning rate decays geometrically from ``lr`` to ``final_lr`` and the
+    rotation penalty from ``rotation`` to ``final_rotation`` (a continuation: a large :math:`\mu`
+    first makes :math:`-\nabla U_\theta` the best gradient fit of :math:`f`, which lies near the
+    quasipotential split, not near the trivial one). Returns an exponential moving average of
+    the weights (factor ``ema``, :class:`torch.optim.swa_utils.AveragedModel`).
+
+    ``options`` is a :class:`DecompositionOptions`; its fields may also be given as keywords
+    (``steps=3000``; ``batch`` for ``batch_size``). Randomness (initial weights, minibatches)
+    comes from ``generator`` or else from a new generator seeded with ``seed``; the global torch
+    RNG is not touched.
     """
     x = _points("x", x)
     target = _points("target", target)
     if target.shape != x.shape:
         raise ValueError(f"target must have the shape of x {tuple(x.shape)}, got {tuple(target.shape)}")
-    steps = check_int("steps", steps, minimum=1)
-    batch = check_int("batch", batch, minimum=1)
-    lr = check_float("lr", lr, positive=True)
-    final_lr = check_float("final_lr", final_lr, positive=True)
-    orthogonality = check_float("orthogonality", orthogonality, nonnegative=True)
-    rotation = check_float("rotation", rotation, positive=True)
-    final_rotation = check_float("final_rotation", final_rotation, positive=True)
-    ema = check_float("ema", ema, minimum=0.0, maximum=1.0)
-    record_every = check_int("record_every", record_every, minimum=1)
-    torch.manual_seed(check_int("seed", seed, minimum=0))
-    generator = torch.Generator(device=x.device).manual_seed(seed)
-    model = DecompositionNet(width, depth).to(device=x.device, dtype=x.dtype)
-    average = copy.deepcopy(model).requires_grad_(False)
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, (final_lr / lr) ** (1 / max(steps - 1, 1)))
+    if options is None:
+        options = DecompositionOptions()
+    elif not isinstance(options, DecompositionOptions):
+        raise TypeError(f"options must be a DecompositionOptions, got {type(options).__name__}")
+    if overrides:
+        fields = {f.name for f in dataclasses.fields(DecompositionOptions)}
+        renamed = {}
+        for key, value in overrides.items():
+            name = "batch_size" if key == "batch" else key
+            if name not in fields:
+                raise TypeError(f"fit_decomposition() got an unexpected keyword argument {key!r}; "
+                                f"options are {', '.join(sorted(fields))}")
+            renamed[name] = value
+        options = dataclasses.replace(options, **renamed)
+    if generator is None:
+        seed = check_int("seed", seed, minimum=0)
+        generator = torch.Generator(device=x.device).manual_seed(seed)
+    elif not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    else:
+        seed = None
+    o = options
+    start = time.process_time()
+    model = DecompositionNet(o.width, o.depth, mirror=o.mirror, generator=generator).to(device=x.device, dtype=x.dtype)
+    ema = o.ema
+
+    def exponential_average(averaged, current, count):
+        return ema * averaged + (1 - ema) * current
+
+    average = AveragedModel(model, avg_fn=exponential_average)
+    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
+    last = max(o.steps - 1, 1)
+    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, (o.final_lr / o.lr) ** (1 / last))
+    anchors = None if o.anchors is None else torch.tensor(o.anchors, device=x.device, dtype=x.dtype)
     losses = []
-    for step in range(steps):
-        index = torch.randint(0, x.shape[0], (min(batch, x.shape[0]),), generator=generator, device=x.device)
-        mu = rotation * (final_rotation / rotation) ** (step / max(steps - 1, 1))
-        loss = decomposition_loss(model, x[index], target[index], orthogonality=orthogonality, rotation=mu)
+    for step in range(o.steps):
+        index = torch.randint(0, x.shape[0], (min(o.batch_size, x.shape[0]),), generator=generator, device=x.device)
+        mu = o.rotation * (o.final_rotation / o.rotation) ** (step / last)
+        loss = decomposition_loss(model, x[index], target[index], orthogonality=o.orthogonality, rotation=mu,
+                                  selection=o.selection, anchors=anchors, one_sided=o.one_sided)
         raise_if_nonfinite(loss.detach(), step)
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
         schedule.step()
-        with torch.no_grad():
-            for p_avg, p in zip(average.parameters(), model.parameters()):
-                p_avg.lerp_(p, 1 - ema)
-        if step % record_every == 0 or step == steps - 1:
+        average.update_parameters(model)
+        if step % o.record_every == 0 or step == o.steps - 1:
             losses.append(float(loss.detach()))
-    return DecompositionFit(model=average, losses=losses)
+    return DecompositionFit(model=average.module.requires_grad_(False), losses=losses, options=o, seed=seed,
+                            cpu_seconds=time.process_time() - start)
 
 
 def potential_error(model: DecompositionNet, x: torch.Tensor, true_potential) -> float:

@@ -18,6 +18,7 @@ from .committor import (
     BoltzmannSampler,
     CommittorFit,
     CommittorNet,
+    CommittorOptions,
     Disk,
     FVCommittor,
     committor_errors,
@@ -35,6 +36,7 @@ from .committor import (
 from .quasipotential import (
     DecompositionFit,
     DecompositionNet,
+    DecompositionOptions,
     decomposition_loss,
     double_well_potential,
     fit_decomposition,
@@ -49,10 +51,11 @@ from .quasipotential import (
 )
 
 __all__ = [
-    "BoltzmannSampler", "CommittorFit", "CommittorNet", "Disk", "FVCommittor", "committor_errors",
+    "BoltzmannSampler", "CommittorFit", "CommittorNet", "CommittorOptions", "Disk", "FVCommittor", "committor_errors",
     "effective_sample_size", "evaluate_on_grid", "extended_mueller_brown", "fit_committor", "langevin_samples",
     "mueller_brown", "reaction_rate_of", "rugged_mueller_brown", "solve_committor_fv", "variational_loss",
-    "DecompositionFit", "DecompositionNet", "decomposition_loss", "double_well_potential", "fit_decomposition",
+    "DecompositionFit", "DecompositionNet", "DecompositionOptions", "decomposition_loss", "double_well_potential",
+    "fit_decomposition",
     "geometric_action", "maier_stein_drift", "minimum_action_path", "orthogonality_residual", "potential_error",
     "rotating_double_well_drift", "simulate_increments", "uniform_points",
 ]

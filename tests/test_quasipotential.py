@@ -35,6 +35,14 @@ def test_known_drift_has_the_stated_decomposition():
     assert (grad_u * g).sum(1).abs().max() < 1e-12
 
 
+@pytest.mark.claim(
+    "ch4-increment-noise",
+    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    anchor="ch4-quasipotentials",
+    statement=('Finite-difference drift estimates carry noise of rms sqrt(2 eps / dt) = 0.142'),
+    number='0.142',
+    tolerance='within 2% of sqrt(2e-4 / 0.01)',
+)
 def test_increment_noise_has_the_expected_size(known_fit):
     states, drift_samples, _ = known_fit
     noise = (drift_samples - qp.rotating_double_well_drift(states)).norm(dim=1).pow(2).mean().sqrt().item()
@@ -57,15 +65,30 @@ def test_decomposition_loss_matches_its_definition(known_fit):
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
 
+@pytest.mark.claim(
+    "ch4-quasipotential-known",
+    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    anchor="ch4-quasipotentials",
+    statement=(
+        'On the rotating double well the learned decomposition gives U within 3.3% (relative L2), '
+        'orthogonality residual 0.0194, barrier 2 Delta U = 0.503 against 0.5, and an escape path within '
+        '0.0235 of the minimum action path'
+    ),
+    number='0.503',
+    tolerance=(
+        'U error < 0.05; residual < 0.05; barrier within 5% of 0.5; minimum action within 1e-3 of 0.5; path '
+        'distance < 0.05'
+    ),
+)
 def test_learned_decomposition_of_the_known_system(known_fit):
     _, _, model = known_fit
     gx, gy = np.meshgrid(np.linspace(-1.5, 1.5, 61), np.linspace(-1, 1, 41))
     grid = torch.tensor(np.stack([gx.ravel(), gy.ravel()], 1), dtype=torch.float32)
-    assert qp.potential_error(model, grid, qp.double_well_potential(grid).numpy()) < 0.05  # notebook: 0.0238
-    assert qp.orthogonality_residual(model, grid) < 0.05  # notebook: 0.0175
+    assert qp.potential_error(model, grid, qp.double_well_potential(grid).numpy()) < 0.05  # notebook: 0.0331
+    assert qp.orthogonality_residual(model, grid) < 0.05  # notebook: 0.0194
     with torch.no_grad():
         u = model.potential(torch.tensor([[-1.0, 0.0], [0.0, 0.0]])).numpy()
-    assert 2 * (u[1] - u[0]) == pytest.approx(0.5, rel=0.05)  # notebook: 0.502
+    assert 2 * (u[1] - u[0]) == pytest.approx(0.5, rel=0.05)  # notebook: 0.503
 
     # the escape path climbs along grad U + g: it follows the minimum action path
     def rhs(t, p):
@@ -76,9 +99,20 @@ def test_learned_decomposition_of_the_known_system(known_fit):
     path, action = qp.minimum_action_path(qp.rotating_double_well_drift, STRAIGHT, rounds=20)
     assert action == pytest.approx(0.5, abs=1e-3)  # notebook: 0.5001 = 2 Delta U
     distance = np.min(np.linalg.norm(path[:, None] - escape[None], axis=2), axis=1).max()
-    assert distance < 0.05  # notebook: 0.0194
+    assert distance < 0.05  # notebook: 0.0235
 
 
+@pytest.mark.claim(
+    "ch4-gmam-straight-line",
+    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    anchor="ch4-quasipotentials",
+    statement=(
+        'The geometric action of the straight line from (-1, 0) to the saddle of the rotating double well is '
+        '0.6036'
+    ),
+    number='0.6036',
+    tolerance='|action - 0.6036| <= 1e-4',
+)
 def test_geometric_action_matches_its_definition():
     path = torch.tensor(STRAIGHT)
     step = path[1:] - path[:-1]
@@ -88,6 +122,17 @@ def test_geometric_action_matches_its_definition():
     assert expected.item() == pytest.approx(0.6036, abs=1e-4)
 
 
+@pytest.mark.claim(
+    "ch4-maier-stein-map",
+    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    anchor="ch4-maier-stein",
+    statement=(
+        'Minimum action from (-1, 0) to the saddle: 0.500 for beta = 1 and 3 (path on the axis), 0.3402 for '
+        'beta = 10 (path bulging to |y| = 0.313)'
+    ),
+    number='0.3402',
+    tolerance='|V - 0.5| <= 1e-3 (beta = 1, 3); |V - 0.340| <= 0.002 and max |y| within 0.01 of 0.313 (beta = 10)',
+)
 def test_maier_stein_minimum_action_paths():
     gradient_case = qp.minimum_action_path(lambda p: qp.maier_stein_drift(p, 1.0), BENT, rounds=20)[1]
     assert gradient_case == pytest.approx(0.5, abs=1e-3)  # beta = 1: 2 Delta U of the potential
@@ -98,15 +143,115 @@ def test_maier_stein_minimum_action_paths():
     assert np.abs(path10[:, 1]).max() == pytest.approx(0.313, abs=0.01)
 
 
-def test_maier_stein_decomposition_falls_short_at_this_budget():
-    states, drift_samples = qp.simulate_increments(maier_stein_10, 5000, 10, dt=0.01, eps=1e-4, seed=0, device="cpu")
-    model = qp.fit_decomposition(states, drift_samples, seed=0).model
+@pytest.fixture(scope="module")
+def maier_stein_data():
+    return qp.simulate_increments(maier_stein_10, 5000, 10, dt=0.01, eps=1e-4, seed=0, device="cpu")
+
+
+def _barriers(model):
     with torch.no_grad():
         u = model.potential(torch.tensor([[-1.0, 0.0], [0.0, 0.0], [1.0, 0.0]])).numpy()
-    left, right = 2 * (u[1] - u[0]), 2 * (u[1] - u[2])
-    assert 0.15 < left < 0.25  # notebook: 0.188, against the minimum action 0.340
-    assert left < 0.8 * 0.340 and right < left  # notebook: right well 0.123
-    assert qp.orthogonality_residual(model, qp.uniform_points(4000, seed=5, device="cpu")) < 0.05  # notebook: 0.0354
+    return 2 * (u[1] - u[0]), 2 * (u[1] - u[2])
+
+
+@pytest.mark.claim(
+    "ch4-maier-stein-learned",
+    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    anchor="ch4-maier-stein",
+    statement=(
+        'On Maier-Stein (beta = 10) the learned barrier is 0.199 against the minimum action 0.340 (42% low): '
+        'the 5% target is not met'
+    ),
+    number='0.199',
+    tolerance='0.15 < barrier < 0.25; relative error > 5%; right well below left; orthogonality residual < 0.05',
+)
+def test_maier_stein_decomposition_falls_short_at_this_budget(maier_stein_data):
+    model = qp.fit_decomposition(*maier_stein_data, seed=0).model
+    left, right = _barriers(model)
+    assert 0.15 < left < 0.25  # notebook: 0.199, against the minimum action 0.340
+    assert abs(left / 0.340 - 1) > 0.05  # the 5% target is not met: the page says so
+    assert left < 0.8 * 0.340 and right < left  # notebook: right well 0.143
+    assert qp.orthogonality_residual(model, qp.uniform_points(4000, seed=5, device="cpu")) < 0.05  # notebook: 0.0385
+
+
+@pytest.mark.claim(
+    "ch4-maier-stein-remedies",
+    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    anchor="ch4-maier-stein",
+    statement=(
+        'Neither remedy selects the quasipotential: a mirror-symmetric network gives 0.0587; a selection term'
+        ' gives 0.27 at kappa = 0.1 and 0.41 at kappa = 0.3, passing the reference 0.340 instead of levelling'
+        ' off, with orthogonality residuals 0.213 and 0.135'
+    ),
+    number='0.41',
+    tolerance=(
+        'mirror < 0.1; kappa = 0.1 below 0.95 x 0.340 and kappa = 0.3 above 1.05 x 0.340; difference > 0.1; '
+        'residuals > 0.1'
+    ),
+)
+def test_maier_stein_remedies_do_not_select_the_quasipotential(maier_stein_data):
+    anchors = ((-1.0, 0.0), (1.0, 0.0))
+    mirror = qp.fit_decomposition(*maier_stein_data, seed=0, mirror=True).model
+    assert _barriers(mirror)[0] < 0.1  # notebook: 0.0587
+    check = qp.uniform_points(4000, seed=5, device="cpu")
+    results = {}
+    for kappa in (0.1, 0.3):
+        model = qp.fit_decomposition(*maier_stein_data, seed=0, selection=kappa, anchors=anchors, one_sided=True).model
+        results[kappa] = (_barriers(model)[0], qp.orthogonality_residual(model, check))
+    (low, low_residual), (high, high_residual) = results[0.1], results[0.3]
+    assert low < 0.95 * 0.340 and high > 1.05 * 0.340  # notebook: 0.27 and 0.41: it passes the reference
+    assert high - low > 0.1  # the barrier follows kappa instead of levelling off
+    assert min(low_residual, high_residual) > 0.1  # notebook: 0.213, 0.135: far from orthogonal
+
+
+def test_fit_decomposition_leaves_the_global_rng_alone_and_is_repeatable():
+    x = qp.uniform_points(400, seed=2, device="cpu")
+    target = qp.rotating_double_well_drift(x)
+    torch.manual_seed(7)
+    expected = torch.rand(3)
+    torch.manual_seed(7)
+    first = qp.fit_decomposition(x, target, seed=3, steps=5, batch_size=100)
+    assert torch.equal(torch.rand(3), expected)
+    again = qp.fit_decomposition(x, target, qp.DecompositionOptions(steps=5, batch_size=100), seed=3)
+    generated = qp.fit_decomposition(x, target, generator=torch.Generator().manual_seed(3), steps=5, batch=100)
+    with torch.no_grad():
+        assert torch.equal(first.model.potential(x), again.model.potential(x))
+        assert torch.equal(first.model.potential(x), generated.model.potential(x))
+    assert first.options.steps == 5 and first.seed == 3 and generated.seed is None and first.cpu_seconds > 0
+    with pytest.raises(TypeError, match="unexpected keyword"):
+        qp.fit_decomposition(x, target, epochs=5)
+
+
+def test_mirror_network_is_symmetric_and_may_have_a_kink_on_the_axis():
+    model = qp.DecompositionNet(mirror=True, generator=torch.Generator().manual_seed(0))
+    points = qp.uniform_points(200, seed=4, device="cpu")
+    mirrored = points * torch.tensor([1.0, -1.0])
+    u, grad_u, g = model.parts(points)
+    u_m, grad_m, g_m = model.parts(mirrored)
+    assert torch.allclose(u, u_m) and torch.allclose(g[:, 0], g_m[:, 0]) and torch.allclose(g[:, 1], -g_m[:, 1])
+    assert torch.allclose(grad_u[:, 1], -grad_m[:, 1])
+    # the y-derivative jumps across the axis (a smooth network in |y| has a kink at y = 0)
+    above = model.parts(torch.tensor([[0.0, 1e-4]]))[1][0, 1]
+    below = model.parts(torch.tensor([[0.0, -1e-4]]))[1][0, 1]
+    assert abs(above.item() + below.item()) < 1e-5 and abs(above.item()) > 1e-4
+
+
+def test_selection_term_matches_its_definition():
+    x = qp.uniform_points(300, seed=6, device="cpu")
+    target = qp.maier_stein_drift(x)
+    model = qp.DecompositionNet(generator=torch.Generator().manual_seed(1))
+    anchors = torch.tensor([[-1.0, 0.0], [1.0, 0.0]])
+    _, grad_u, g = model.parts(x)
+    dot = torch.relu((grad_u * g).sum(1))
+    scale = (grad_u**2).sum(1) + (g**2).sum(1) + 1e-2
+    expected = (((target + grad_u - g) ** 2).sum(1).mean() + 3.0 * (dot**2 / scale).mean()
+                - 0.2 * (model.potential(x).mean() - model.potential(anchors).mean()))
+    loss = qp.decomposition_loss(model, x, target, selection=0.2, anchors=anchors, one_sided=True)
+    assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
+    with pytest.raises(ValueError, match="anchors"):
+        qp.decomposition_loss(model, x, target, selection=0.2)
+    with pytest.raises(ValueError, match="anchors"):
+        qp.DecompositionOptions(selection=0.1)
 
 
 def test_validation():
