@@ -31,9 +31,24 @@ undo a perturbation that stays inside that manifold.
 evaluations (:func:`adversarial_training`). Amata (Ye, Li, Zhou & Zhu, AAAI 2021) treats the schedule
 :math:`(K_n, \alpha_n)` as a control of the training dynamics and anneals it: coarse early, accurate late
 (:func:`annealed_schedule`, :func:`constant_schedule`).
+
+**How well is the inner problem solved?** The first-order stationarity condition (FOSC; Wang et al., ICML 2019)
+of the inner maximum at an attack :math:`x' = x + \delta` is
+
+.. math::  c(x') = \max_{\|x'' - x\| \le \varepsilon} \langle x'' - x', \nabla_x \ell(x')\rangle
+           = \varepsilon\,\|\nabla_x\ell(x')\|_* - \langle \delta, \nabla_x\ell(x')\rangle \;\ge 0,
+
+(:math:`\|\cdot\|_*` the dual norm: :math:`\ell^1` for the :math:`\ell^\infty` ball, :math:`\ell^2` for the
+:math:`\ell^2` ball); it vanishes exactly at the first-order stationary points of the inner problem (:func:`fosc`).
+:func:`adversarial_training` records it for the training attack along the run (``criterion_every``).
+
+**Real data.** :func:`digits_data` (scikit-learn's 8x8 handwritten digits, shipped with the package, no download)
+and :func:`mlp_classifier` set up the small image problem of notebook 2.9.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -348,10 +363,14 @@ def _check_eps_in_data_range(eps, x, norm):
 
 def adversarial_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, schedule, *,
                          lr: float = 1e-2, norm: str = "l2", random_start: bool = True, seed: int = 0,
-                         monitor=None, monitor_every: int = 0, device=None) -> dict:
-    r"""Full-batch adversarial training of ``model`` with Adam, one outer step per entry of ``schedule``.
+                         batch_size: int | None = None, monitor=None, monitor_every: int = 0,
+                         criterion_every: int = 0, device=None) -> dict:
+    r"""Adversarial training of ``model`` with Adam, one outer step per entry of ``schedule``.
 
-    Outer step :math:`n` with ``schedule[n]`` :math:`= (K_n, \alpha_n)`: if :math:`K_n > 0`, the batch is replaced by
+    The batch of step :math:`n` is the whole training set (``batch_size=None``) or the next ``batch_size`` samples
+    of a random permutation of it, drawn anew each epoch from a generator seeded by ``seed`` (an incomplete last
+    batch of an epoch is dropped). Outer step :math:`n` with ``schedule[n]`` :math:`= (K_n, \alpha_n)`: if
+    :math:`K_n > 0`, the batch is replaced by
     its PGD adversary (:func:`pgd`, ``eps``, step :math:`\alpha_n`, :math:`K_n` steps, random start seeded by
     ``seed + n``), then one Adam step (``lr``) on the cross-entropy. Every attack is checked to stay inside the
     ``eps``-ball (``RuntimeError`` otherwise); a NaN/Inf loss stops training with the step number.
@@ -360,9 +379,15 @@ def adversarial_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
     ``monitor(model) -> float`` (optional) is called before training and every ``monitor_every`` steps and after
     the last; its values are recorded with the gradient count at that time.
 
+    ``criterion_every`` (optional, > 0): at step 0, every ``criterion_every`` steps and at the last step, the mean
+    FOSC (:func:`fosc`) of that step's training attack is recorded, a measure of how well the inner problem was
+    solved (for :math:`K_n = 0` the attack is the clean input, :math:`\delta = 0`). Each record costs one more input
+    gradient, a measurement that is *not* counted in ``grad_evals``.
+
     Returns a dict with ``losses`` (per step), ``grad_evals`` (total), ``grad_evals_per_step`` (cumulative, per
-    step), ``monitor`` (list of ``(grad_evals, value)``) and ``max_violation`` (largest
-    :math:`\|\delta\| - \varepsilon` seen, :math:`\le 0` up to rounding).
+    step), ``monitor`` (list of ``(grad_evals, value)``), ``fosc`` (list of ``(step, K_n, mean FOSC)``, empty unless
+    ``criterion_every``) and ``max_violation`` (largest :math:`\|\delta\| - \varepsilon` seen, :math:`\le 0` up to
+    rounding).
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -376,29 +401,43 @@ def adversarial_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
     lr = check_float("lr", lr, positive=True)
     seed = check_int("seed", seed, minimum=0)
     monitor_every = check_int("monitor_every", monitor_every, minimum=0)
+    criterion_every = check_int("criterion_every", criterion_every, minimum=0)
+    if batch_size is not None:
+        batch_size = check_int("batch_size", batch_size, minimum=1, maximum=x.shape[0])
     if monitor is not None and not callable(monitor):
         raise TypeError(f"monitor must be callable (model -> float) or None, got {type(monitor).__name__}")
     x, y = x.to(device), y.to(device)
     model.to(device)
     _check_eps_in_data_range(eps, x, norm)
     opt = torch.optim.Adam(model.parameters(), lr=lr)
-    losses, cumulative, records = [], [], []
+    losses, cumulative, records, criterion = [], [], [], []
     grad_evals, max_violation = 0, -eps
     if monitor is not None:
         records.append((0, float(monitor(model))))
+    shuffle = torch.Generator().manual_seed(seed)
+    per_epoch = x.shape[0] // batch_size if batch_size else 1
     for n, (k, step_size) in enumerate(schedule):
-        inputs = x
+        if batch_size is None:
+            xb, yb = x, y
+        else:
+            if n % per_epoch == 0:
+                order = torch.randperm(x.shape[0], generator=shuffle).to(x.device)
+            rows = order[(n % per_epoch) * batch_size:(n % per_epoch + 1) * batch_size]
+            xb, yb = x[rows], y[rows]
+        inputs = xb
         if k > 0:
-            inputs = pgd(model, x, y, eps, step_size, k, norm=norm, random_start=random_start, seed=seed + n)
-            delta = (inputs - x).flatten(1)
+            inputs = pgd(model, xb, yb, eps, step_size, k, norm=norm, random_start=random_start, seed=seed + n)
+            delta = (inputs - xb).flatten(1)
             size = delta.abs().max(dim=1).values if norm == "linf" else delta.norm(dim=1)
             violation = float(size.max()) - eps
             if violation > 1e-5 * max(eps, 1.0):
                 raise RuntimeError(f"the PGD attack left the eps-ball at step {n}: |delta| - eps = {violation:.3g}")
             max_violation = max(max_violation, violation)
             grad_evals += k
+        if criterion_every and (n % criterion_every == 0 or n == len(schedule) - 1):
+            criterion.append((n, k, float(fosc(model, inputs, xb, yb, eps, norm=norm).mean())))
         opt.zero_grad()
-        loss = F.cross_entropy(model(inputs), y)
+        loss = F.cross_entropy(model(inputs), yb)
         raise_if_nonfinite(loss.detach(), n, "adversarial training loss", "lr or the PGD step size is too large")
         loss.backward()
         opt.step()
@@ -409,7 +448,7 @@ def adversarial_training(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps
             if not records or records[-1][0] != grad_evals:
                 records.append((grad_evals, float(monitor(model))))
     return dict(losses=losses, grad_evals=grad_evals, grad_evals_per_step=cumulative, monitor=records,
-                max_violation=max_violation)
+                fosc=criterion, max_violation=max_violation)
 
 
 def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float, *, steps: int = 50,
@@ -422,3 +461,68 @@ def robust_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: flo
     adversarial = pgd(model, x, y, eps, step_size, steps, norm=norm, random_start=True, seed=seed)
     with torch.no_grad():
         return accuracy(model(adversarial), y)
+
+
+def fosc(model, x_adv: torch.Tensor, x: torch.Tensor, y: torch.Tensor, eps: float, *, norm: str = "linf",
+         loss_fn=F.cross_entropy) -> torch.Tensor:
+    r"""First-order stationarity of the inner maximum at the attack ``x_adv`` (Wang et al., ICML 2019), per sample.
+
+    :math:`c = \varepsilon\,\|g\|_* - \langle x' - x, g\rangle` with :math:`g = \nabla_x \ell(F(x'), y)` the gradient
+    of each sample's own loss and :math:`\|\cdot\|_*` the dual norm (:math:`\ell^1` for ``norm="linf"``,
+    :math:`\ell^2` for ``"l2"``). :math:`c \ge 0` inside the ball, and :math:`c = 0` exactly where ``x_adv`` is a
+    first-order stationary point (KKT point) of :math:`\max_{\|\delta\|\le\varepsilon}\ell`; a small :math:`c`
+    means the inner problem is solved well. Returns a tensor of shape ``(batch,)``; costs one input gradient.
+    """
+    eps = _check_attack_args(model, x, y, eps, norm, None)
+    check_tensor("x_adv", x_adv)
+    if x_adv.shape != x.shape:
+        raise ValueError(f"x_adv must have the shape of x, {tuple(x.shape)}, got {tuple(x_adv.shape)}")
+    inputs = x_adv.detach().requires_grad_(True)
+    with torch.enable_grad():
+        loss = loss_fn(model(inputs), y, reduction="sum")   # the sum: row i of the gradient is sample i's own
+        (grad,) = torch.autograd.grad(loss, inputs)
+    grad, delta = grad.flatten(1), (x_adv - x).detach().flatten(1)
+    dual = grad.abs().sum(dim=1) if norm == "linf" else grad.norm(dim=1)
+    return (eps * dual - (delta * grad).sum(dim=1)).detach()
+
+
+def digits_data(n_train: int = 1200, *, seed: int = 0, dtype=torch.float32, device=None):
+    r"""scikit-learn's handwritten digits (1797 images of :math:`8\times8` pixels, 10 classes), pixels scaled to
+    :math:`[0, 1]`, flattened to 64 features, split at random (``seed``) into ``n_train`` training and the rest
+    test images. Ships with scikit-learn: nothing is downloaded. Returns ``(x_train, y_train, x_test, y_test)``."""
+    from sklearn.datasets import load_digits
+
+    images, labels = load_digits(return_X_y=True)
+    n_train = check_int("n_train", n_train, minimum=10, maximum=len(labels) - 10)
+    device = get_device(device)
+    x = torch.tensor(images / 16.0, dtype=dtype)
+    y = torch.tensor(labels, dtype=torch.long)
+    order = torch.randperm(len(y), generator=torch.Generator().manual_seed(check_int("seed", seed, minimum=0)))
+    train, test = order[:n_train], order[n_train:]
+    return x[train].to(device), y[train].to(device), x[test].to(device), y[test].to(device)
+
+
+def mlp_classifier(in_features: int = 64, width: int = 128, depth: int = 2, classes: int = 10, *, seed: int = 0,
+                   dtype=torch.float32, device=None) -> nn.Sequential:
+    r"""A ReLU network with ``depth`` hidden layers of ``width`` units and a linear read-out to ``classes`` logits.
+
+    Weights and biases start uniform in :math:`\pm 1/\sqrt{\text{fan-in}}` (PyTorch's default scale), drawn from a
+    generator seeded by ``seed`` (the global random state is not touched)."""
+    in_features = check_int("in_features", in_features, minimum=1)
+    width = check_int("width", width, minimum=1)
+    depth = check_int("depth", depth, minimum=1)
+    classes = check_int("classes", classes, minimum=2)
+    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    sizes = [in_features] + [width] * depth + [classes]
+    layers: list[nn.Module] = []
+    for l, (fan_in, fan_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+        with torch.random.fork_rng(devices=[]):   # nn.Linear's own init draws from the global generator
+            layer = nn.Linear(fan_in, fan_out, dtype=dtype)
+        bound = 1.0 / math.sqrt(fan_in)
+        with torch.no_grad():
+            layer.weight.copy_((2 * torch.rand(fan_out, fan_in, generator=gen, dtype=dtype) - 1) * bound)
+            layer.bias.copy_((2 * torch.rand(fan_out, generator=gen, dtype=dtype) - 1) * bound)
+        layers.append(layer)
+        if l < len(sizes) - 2:
+            layers.append(nn.ReLU())
+    return nn.Sequential(*layers).to(get_device(device))

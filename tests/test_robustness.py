@@ -46,6 +46,15 @@ def toy():
                 controlled=controlled, open_loop=open_loop)
 
 
+@pytest.mark.claim(
+    "ch2-closed-loop-pca",
+    page="notebooks/ch2/05_discrete_weights_and_closed_loop",
+    anchor="ch2-closed-loop",
+    statement=("PCA on clean states keeps exactly the 2-D data plane at the input and 8 to 13 of 20 directions "
+               "in the hidden layers"),
+    number="[2, 8, 11, 12, 13]",
+    tolerance="input projector equals the data plane to 1e-4",
+)
 def test_pca_keeps_the_data_plane_at_the_input(toy):
     dims = [int(round(torch.trace(P).item())) for _, P in toy["embeddings"]]
     assert dims[0] == 2
@@ -55,6 +64,15 @@ def test_pca_keeps_the_data_plane_at_the_input(toy):
     assert torch.allclose(P0 @ P0, P0, atol=1e-5)
 
 
+@pytest.mark.claim(
+    "ch2-closed-loop-clean",
+    page="notebooks/ch2/05_discrete_weights_and_closed_loop",
+    anchor="ch2-closed-loop",
+    statement=("The closed-loop controller (c = 0.1) leaves clean test accuracy unchanged (1.000); without the "
+               "control cost Adam drifts along the clean subspace and clean accuracy drops to 0.922"),
+    number="0.922",
+    tolerance="controlled within 0.01 of open loop; c = 0 lower by > 0.03",
+)
 def test_control_leaves_clean_accuracy_unchanged(toy):
     clean = toy["open_loop"](toy["x"])
     assert clean > 0.99
@@ -63,6 +81,15 @@ def test_control_leaves_clean_accuracy_unchanged(toy):
     assert toy["controlled"](toy["x"], c=0.0) < clean - 0.03
 
 
+@pytest.mark.claim(
+    "ch2-closed-loop-orthogonal",
+    page="notebooks/ch2/05_discrete_weights_and_closed_loop",
+    anchor="ch2-closed-loop",
+    statement=("A PGD attack orthogonal to the data plane (l2, eps 0.5) takes the open-loop network to 0.310; "
+               "the feedback control restores the clean accuracy"),
+    number="0.310",
+    tolerance="open loop lower by >= 0.10; controlled within 0.01 of clean",
+)
 def test_control_removes_orthogonal_attacks(toy):
     clean = toy["open_loop"](toy["x"])
     attacked = rob.pgd(toy["model"], toy["x"], toy["y"], 0.5, 0.125, 10, norm="l2", projector=toy["orthogonal"])
@@ -70,6 +97,15 @@ def test_control_removes_orthogonal_attacks(toy):
     assert abs(toy["controlled"](attacked) - clean) <= 0.01  # notebook: back to 1.000
 
 
+@pytest.mark.claim(
+    "ch2-closed-loop-in-plane",
+    page="notebooks/ch2/05_discrete_weights_and_closed_loop",
+    anchor="ch2-closed-loop",
+    statement=("An in-plane PGD attack (l2, eps 0.5) is not removed by the control: 0.502 open loop, 0.474 "
+               "closed loop"),
+    number="0.474",
+    tolerance="open loop < 0.6; closed loop < open loop + 0.02",
+)
 def test_control_does_not_help_against_in_plane_attacks(toy):
     attacked = rob.pgd(toy["model"], toy["x"], toy["y"], 0.5, 0.125, 10, norm="l2", projector=toy["in_plane"])
     open_loop, closed_loop = toy["open_loop"](attacked), toy["controlled"](attacked)
@@ -77,6 +113,15 @@ def test_control_does_not_help_against_in_plane_attacks(toy):
     assert closed_loop < open_loop + 0.02  # notebook: 0.474
 
 
+@pytest.mark.claim(
+    "ch2-closed-loop-linf",
+    page="notebooks/ch2/05_discrete_weights_and_closed_loop",
+    anchor="ch2-closed-loop",
+    statement=("Against full-space l-inf attacks (eps 0.1) the control recovers most, not all, of the accuracy:"
+               " FGSM 0.362 -> 0.922, PGD 0.314 -> 0.910"),
+    number="0.910",
+    tolerance="open loop < 0.4; closed loop in (0.85, 0.99)",
+)
 def test_control_recovers_most_of_linf_attacks(toy):
     for attacked in (rob.fgsm(toy["model"], toy["x"], toy["y"], 0.1),
                      rob.pgd(toy["model"], toy["x"], toy["y"], 0.1, 0.025, 10)):
