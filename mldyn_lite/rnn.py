@@ -23,19 +23,22 @@ recurrent neural networks", ICLR 2021). For a diagonal RNN,
 the risk and its gradient are in closed form (:func:`diagonal_rnn_risk`), so
 gradient methods run in microseconds per step and the plateaus that the paper
 proves — training stalls for a time that grows exponentially with the memory —
-can be measured over many runs (:func:`train_diagonal_rnn`, :func:`escape_iterations`).
+can be measured over many runs (:func:`train_plateau`: a run escapes when the learned kernel's value at
+the lag :math:`t_0`, minus :math:`e^{-t_0}`, reaches a fraction of the bump's height 1).
 
 Contents: :func:`residual_rnn`, :func:`linear_rnn_kernel`,
 :func:`train_linear_rnn_kernel`, :func:`plateau_target`,
-:func:`diagonal_rnn_risk`, :func:`train_diagonal_rnn`,
-:func:`escape_iterations`, :func:`train_tanh_rnn`. Models and trainers take a ``device``
-argument (default: the CPU, where these small problems are fastest; ``"cuda"`` works unchanged).
+:func:`diagonal_rnn_risk`, :func:`train_diagonal_rnn`, :func:`train_plateau`,
+:func:`learned_bump_amplitude`, :func:`escape_steps`, :func:`escape_iterations`, :func:`train_tanh_rnn`.
+Models and trainers take a ``device`` argument (default: the CPU, where these small problems are fastest;
+``"cuda"`` works unchanged).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -391,6 +394,66 @@ def _as_list(name, values, minimum=None, positive=False):
     return values
 
 
+def _plateau_runs(memories, seeds, lrs, m, init_scale, device):
+    """Initial parameters (runs, 2m), memories and learning rates of every (memory, lr, seed) combination."""
+    combos = [(t0, rate, seed) for t0 in memories for rate in lrs for seed in seeds]
+    a0, s0 = [], []
+    for _, _, seed in combos:
+        rng = np.random.default_rng(seed)
+        a0.append(init_scale * rng.standard_normal(m))
+        s0.append(rng.uniform(-1.0, 1.0, m))
+    options = {"dtype": torch.float64, "device": device}
+    theta = torch.cat([torch.tensor(np.array(a0), **options), torch.tensor(np.array(s0), **options)], dim=1)
+    t0 = torch.tensor([c[0] for c in combos], **options)
+    eta = torch.tensor([c[1] for c in combos], **options)[:, None]
+    return theta, t0, eta
+
+
+def _run_optimizer(theta, t0, eta, m, steps, optimizer, escaped_now):
+    """Run gradient descent or Adam on all runs at once; yield (step, risk, theta) before each update.
+
+    ``escaped_now(risk, theta)`` returns a boolean tensor (runs,) or ``None``; the loop stops once every run has
+    been marked escaped at least once.
+    """
+    first, second = torch.zeros_like(theta), torch.zeros_like(theta)
+    escaped = torch.zeros(theta.shape[0], dtype=torch.bool, device=theta.device)
+    beta1, beta2, eps = 0.9, 0.999, 1e-8
+    for step in range(steps):
+        risk, grad_a, grad_s = _risk_and_gradient(theta[:, :m], theta[:, m:], t0)
+        raise_if_nonfinite(risk, step, "risk", "the learning rate is too large for this memory")
+        yield step, risk, theta
+        hit = escaped_now(risk, theta)
+        if hit is not None:
+            escaped |= hit
+            if bool(escaped.all()):
+                return
+        grad = torch.cat([grad_a, grad_s], dim=1)
+        if optimizer == "gd":
+            theta = theta - eta * grad
+        else:
+            first = beta1 * first + (1 - beta1) * grad
+            second = beta2 * second + (1 - beta2) * grad**2
+            first_hat = first / (1 - beta1 ** (step + 1))
+            second_hat = second / (1 - beta2 ** (step + 1))
+            theta = theta - eta * first_hat / (second_hat.sqrt() + eps)
+    yield steps, None, theta  # the final parameters
+
+
+def _check_plateau_arguments(memories, seeds, m, lr, steps, optimizer, init_scale):
+    memories = _as_list("memories", memories, minimum=0.0)
+    lrs = _as_list("lr", lr, positive=True)
+    if isinstance(seeds, int) and not isinstance(seeds, bool):
+        seeds = [seeds]
+    seeds = [check_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
+    if not seeds:
+        raise ValueError("seeds must not be empty")
+    m = check_int("m", m, minimum=1)
+    steps = check_int("steps", steps, minimum=1)
+    check_choice("optimizer", optimizer, {"adam", "gd"})
+    init_scale = check_float("init_scale", init_scale, positive=True)
+    return memories, seeds, m, lrs, steps, init_scale
+
+
 def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 2000, optimizer: str = "adam",
                        init_scale: float = 0.1, stop_when_escaped: bool = False, return_parameters: bool = False,
                        device=None):
@@ -406,13 +469,17 @@ def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 
       :math:`\theta \leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)` with bias-corrected
       :math:`\hat m, \hat v` (:math:`\beta = (0.9, 0.999)`, :math:`\epsilon = 10^{-8}`).
 
+    This returns the risk only. :func:`train_plateau` runs the same updates and also records the
+    learned kernel's amplitude at the lag :math:`t_0` — the escape criterion of the book.
+
     Parameters
     ----------
     memories, lr, seeds
         A number or a sequence each; every combination is trained.
     stop_when_escaped
-        Stop once every run's risk has fallen below half its bump energy
-        (:func:`escape_iterations`); the remaining steps are filled with ``nan``.
+        Stop once every run's risk has fallen below half its bump energy (the *risk* criterion of
+        :func:`escape_iterations`, which is met long before the bump is learned for :math:`t_0 \ge 3`);
+        the remaining steps are filled with ``nan``.
 
     Returns
     -------
@@ -420,50 +487,17 @@ def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 
     with ``return_parameters=True`` also the final ``(a, rates)``, arrays of shape
     ``(len(memories), len(lr), len(seeds), m)``.
     """
-    memories = _as_list("memories", memories, minimum=0.0)
-    lrs = _as_list("lr", lr, positive=True)
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = [seeds]
-    seeds = [check_int(f"seeds[{i}]", s, minimum=0) for i, s in enumerate(seeds)]
-    if not seeds:
-        raise ValueError("seeds must not be empty")
-    m = check_int("m", m, minimum=1)
-    steps = check_int("steps", steps, minimum=1)
-    check_choice("optimizer", optimizer, {"adam", "gd"})
-    init_scale = check_float("init_scale", init_scale, positive=True)
+    memories, seeds, m, lrs, steps, init_scale = _check_plateau_arguments(memories, seeds, m, lr, steps, optimizer,
+                                                                          init_scale)
     device = _device(device)
-    combos = [(t0, rate, seed) for t0 in memories for rate in lrs for seed in seeds]
-    a0, s0 = [], []
-    for _, _, seed in combos:
-        rng = np.random.default_rng(seed)
-        a0.append(init_scale * rng.standard_normal(m))
-        s0.append(rng.uniform(-1.0, 1.0, m))
-    options = {"dtype": torch.float64, "device": device}
-    theta = torch.cat([torch.tensor(np.array(a0), **options), torch.tensor(np.array(s0), **options)], dim=1)
-    t0 = torch.tensor([c[0] for c in combos], **options)
-    eta = torch.tensor([c[1] for c in combos], **options)[:, None]
-    threshold = torch.tensor([bump_energy(c[0]) / 2 for c in combos], **options)
-    first, second = torch.zeros_like(theta), torch.zeros_like(theta)
-    history = torch.full((steps, len(combos)), float("nan"), **options)
-    escaped = torch.zeros(len(combos), dtype=torch.bool, device=device)
-    beta1, beta2, eps = 0.9, 0.999, 1e-8
-    for step in range(steps):
-        risk, grad_a, grad_s = _risk_and_gradient(theta[:, :m], theta[:, m:], t0)
-        raise_if_nonfinite(risk, step, "risk", "the learning rate is too large for this memory")
-        history[step] = risk
-        if stop_when_escaped:
-            escaped |= risk < threshold
-            if bool(escaped.all()):
-                break
-        grad = torch.cat([grad_a, grad_s], dim=1)
-        if optimizer == "gd":
-            theta = theta - eta * grad
-        else:
-            first = beta1 * first + (1 - beta1) * grad
-            second = beta2 * second + (1 - beta2) * grad**2
-            first_hat = first / (1 - beta1 ** (step + 1))
-            second_hat = second / (1 - beta2 ** (step + 1))
-            theta = theta - eta * first_hat / (second_hat.sqrt() + eps)
+    theta, t0, eta = _plateau_runs(memories, seeds, lrs, m, init_scale, device)
+    threshold = torch.tensor([bump_energy(t) / 2 for t in t0.tolist()], dtype=torch.float64, device=device)
+    history = torch.full((steps, theta.shape[0]), float("nan"), dtype=torch.float64, device=device)
+    stop = (lambda risk, _: risk < threshold) if stop_when_escaped else (lambda risk, _: None)
+    for step, risk, current in _run_optimizer(theta, t0, eta, m, steps, optimizer, stop):
+        theta = current
+        if risk is not None:
+            history[step] = risk
     shape = (len(memories), len(lrs), len(seeds))
     losses = history.T.reshape(*shape, steps).cpu().numpy()
     if return_parameters:
@@ -473,8 +507,130 @@ def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 
     return losses
 
 
+def learned_bump_amplitude(a, rates, memory):
+    r"""How much of the memory bump a diagonal RNN has learned: :math:`\hat\rho(t_0) - e^{-t_0}`.
+
+    With :math:`\hat\rho(t) = \sum_i a_i e^{-\lambda_i t}` and the target
+    :math:`\rho(t) = e^{-t} + e^{-(t - t_0)^2}`, the target's bump has height 1 at the lag :math:`t_0`; this
+    returns the learned kernel's value there minus the easy part :math:`e^{-t_0}` (0 when nothing of the bump
+    is learned, 1 when the kernel matches the target at :math:`t_0`).
+
+    ``a`` and ``rates``: arrays of shape ``(..., m)``; ``memory``: :math:`t_0`, a float or an array broadcasting
+    against ``a[..., 0]``. Returns an array of shape ``a.shape[:-1]``.
+    """
+    a = check_array("a", a)
+    rates = check_array("rates", rates)
+    if a.shape != rates.shape:
+        raise ValueError(f"a and rates must have the same shape, got {a.shape} and {rates.shape}")
+    if np.any(rates <= 0):
+        raise ValueError("rates must be positive")
+    t0 = np.asarray(memory, dtype=float)
+    if np.any(t0 < 0) or not np.all(np.isfinite(t0)):
+        raise ValueError("memory must be finite and >= 0")
+    return (a * np.exp(-rates * t0[..., None])).sum(-1) - np.exp(-t0)
+
+
+@dataclass
+class PlateauOptions:
+    """Settings of :func:`train_plateau` (the page's defaults: Adam, learning rate 0.01, m = 16).
+
+    ``escape_fraction``: a run has escaped the plateau when the learned bump amplitude at the lag :math:`t_0`
+    (:func:`learned_bump_amplitude`) first reaches this fraction of the target's (which is 1).
+    ``stop_when_escaped``: stop once every run has escaped; the remaining steps are ``nan``.
+    """
+
+    m: int = 16
+    lr: float | Sequence[float] = 1e-2
+    steps: int = 2000
+    optimizer: str = "adam"
+    init_scale: float = 0.1
+    escape_fraction: float = 0.25
+    stop_when_escaped: bool = False
+
+
+@dataclass
+class PlateauRuns:
+    """Result of :func:`train_plateau`; arrays have leading shape ``(len(memories), len(lr), len(seeds))``.
+
+    ``losses`` and ``amplitudes``: the risk and the learned bump amplitude at :math:`t_0` before each update
+    (last axis: steps); ``a`` and ``rates``: final parameters (last axis: m); ``escape``: the first step whose
+    amplitude reaches ``escape_fraction`` (``nan`` if none).
+    """
+
+    memories: list
+    lrs: list
+    seeds: list
+    escape_fraction: float
+    losses: np.ndarray
+    amplitudes: np.ndarray
+    a: np.ndarray
+    rates: np.ndarray
+    escape: np.ndarray
+
+
+def train_plateau(memories, seeds=(0,), options: PlateauOptions | None = None, device=None) -> PlateauRuns:
+    r"""Train diagonal linear RNNs on the plateau target and measure when each run escapes the plateau.
+
+    The same runs and updates as :func:`train_diagonal_rnn` (closed-form white-noise risk of
+    :math:`\hat\rho(t) = \sum_i a_i e^{-\lambda_i t}` against :math:`\rho(t) = e^{-t} + e^{-(t-t_0)^2}`;
+    Z. Li, J. Han, W. E & Q. Li, ICLR 2021, section 5), recording at every step the learned bump amplitude
+    :math:`\hat\rho(t_0) - e^{-t_0}` (:func:`learned_bump_amplitude`). A run *escapes* when that amplitude first
+    reaches ``options.escape_fraction`` of the target bump's height 1: the network has then put memory at the
+    lag :math:`t_0`, which a risk threshold does not guarantee (a broad, low bump lowers the risk too).
+    """
+    options = PlateauOptions() if options is None else options
+    if not isinstance(options, PlateauOptions):
+        raise TypeError(f"options must be a PlateauOptions, got {type(options).__name__}")
+    memories, seeds, m, lrs, steps, init_scale = _check_plateau_arguments(
+        memories, seeds, options.m, options.lr, options.steps, options.optimizer, options.init_scale)
+    fraction = check_float("escape_fraction", options.escape_fraction, positive=True)
+    device = _device(device)
+    theta, t0, eta = _plateau_runs(memories, seeds, lrs, m, init_scale, device)
+    runs = theta.shape[0]
+    losses = torch.full((steps, runs), float("nan"), dtype=torch.float64, device=device)
+    amplitudes = torch.full((steps, runs), float("nan"), dtype=torch.float64, device=device)
+
+    def amplitude(theta):
+        return (theta[:, :m] * torch.exp(-theta[:, m:].exp() * t0[:, None])).sum(1) - torch.exp(-t0)
+
+    stop = (lambda _, theta: amplitude(theta) >= fraction) if options.stop_when_escaped else (lambda *_: None)
+    for step, risk, current in _run_optimizer(theta, t0, eta, m, steps, options.optimizer, stop):
+        theta = current
+        if risk is not None:
+            losses[step] = risk
+            amplitudes[step] = amplitude(theta)
+    shape = (len(memories), len(lrs), len(seeds))
+    amplitudes = amplitudes.T.reshape(*shape, steps).cpu().numpy()
+    return PlateauRuns(memories=memories, lrs=lrs, seeds=seeds, escape_fraction=fraction,
+                       losses=losses.T.reshape(*shape, steps).cpu().numpy(), amplitudes=amplitudes,
+                       a=theta[:, :m].reshape(*shape, m).cpu().numpy(),
+                       rates=theta[:, m:].exp().reshape(*shape, m).cpu().numpy(),
+                       escape=escape_steps(amplitudes, fraction))
+
+
+def escape_steps(amplitudes, fraction: float = 0.25) -> np.ndarray:
+    r"""First step at which the learned bump amplitude reaches ``fraction`` of the target's (``nan`` if never).
+
+    ``amplitudes``: an array whose last axis is the step (e.g. ``PlateauRuns.amplitudes``); ``nan`` entries
+    (steps after an early stop) never count. Returns an array of shape ``amplitudes.shape[:-1]``.
+    """
+    amplitudes = check_array("amplitudes", amplitudes, finite=False)
+    fraction = check_float("fraction", fraction, positive=True)
+    if amplitudes.ndim < 1 or amplitudes.shape[-1] == 0:
+        raise ValueError(f"amplitudes must have a non-empty last (step) axis, got shape {amplitudes.shape}")
+    reached = np.nan_to_num(amplitudes, nan=-np.inf) >= fraction
+    out = np.full(amplitudes.shape[:-1], np.nan)
+    hit = reached.any(-1)
+    out[hit] = reached.argmax(-1)[hit]
+    return out
+
+
 def escape_iterations(losses, memories) -> np.ndarray:
     r"""First iteration at which the risk falls below half the bump energy (``nan`` if never).
+
+    This *risk* criterion is met early: for :math:`t_0 \ge 3` the risk crosses half the bump energy while the
+    learned kernel has less than half of the bump at the lag :math:`t_0`, and then creeps down slowly. The book
+    measures escape with the bump amplitude instead (:func:`train_plateau`, :func:`escape_steps`).
 
     Parameters
     ----------
@@ -549,12 +705,17 @@ __all__ = [
     "SequenceRNN",
     "bump_energy",
     "diagonal_rnn_risk",
+    "PlateauOptions",
+    "PlateauRuns",
     "escape_iterations",
+    "escape_steps",
+    "learned_bump_amplitude",
     "linear_rnn_kernel",
     "plateau_target",
     "residual_rnn",
     "train_diagonal_rnn",
     "train_linear_rnn_kernel",
+    "train_plateau",
     "train_sequence_model",
     "train_tanh_rnn",
 ]

@@ -23,6 +23,15 @@ K = 8
 S = np.arange(2**K)
 
 
+@pytest.mark.claim(
+    "ch3-cnn-ranks",
+    page="notebooks/ch3/02_approximation_and_memory",
+    anchor="ch3-cnn-ranks",
+    statement=("Tensorisation ranks (K = 8, tol 1e-3): a delay and e^{-0.05 s} rank 1, a damped oscillation rank 2, "
+               "(1+s)^-1.1 at most 3, a random kernel [2, 4, 8, 16, 8, 4, 2]"),
+    number="[2, 4, 8, 16, 8, 4, 2]",
+    tolerance=("exact equality of the rank lists"),
+)
 def test_tensorisation_ranks_match_the_known_values():
     """K = 8, tolerance 1e-3 (notebook 3.2 and the reference notes)."""
     assert tensorisation_ranks(delay_kernel(63, K), K) == [1] * 7
@@ -85,6 +94,15 @@ def _train_on_kernel(kernel_of_model, params, rho, steps=800, lr=1e-2):
     return ml.fit(params, lambda: ((kernel_of_model() - target) ** 2).sum() / (target**2).sum(), steps=steps, lr=lr)[-1]
 
 
+@pytest.mark.claim(
+    "ch3-rnn-vs-cnn",
+    page="notebooks/ch3/02_approximation_and_memory",
+    anchor="ch3-rnn-vs-cnn",
+    statement=("A delay of 63 steps is exact for a 2-channel dilated CNN and not learned by an 8-unit linear RNN "
+               "(relative error 1); on e^{-0.02 s} the roles swap: CNN 0.072 (the unseen tail), RNN 1.8e-05"),
+    number="0.072",
+    tolerance=("delay: CNN risk < 1e-20, RNN > 0.5; exponential: CNN = the unseen tail fraction to 2%, RNN < 1e-3"),
+)
 def test_rnn_versus_cnn_on_a_long_delay_and_an_exponential():
     """Notebook 3.2: delay -- CNN exact, RNN error 1; exp(-0.02 s) -- CNN 0.072 (the unseen tail), RNN 1.8e-5."""
     length = 128
@@ -136,6 +154,15 @@ def test_cnn_cpu_and_cuda_agree():
     assert torch.allclose(LinearRNN(6, seed=0).kernel(50), net.kernel(50).cpu(), atol=1e-12)
 
 
+@pytest.mark.claim(
+    "ch3-poly-ranks",
+    page="notebooks/ch3/02_approximation_and_memory",
+    anchor="ex-ch3-unfolding-ranks",
+    statement=("The ranks of (1+s)^-1.1 grow slowly as the tolerance tightens: largest rank 2 at 1e-2 and 6 at 1e-8 "
+               "([2, 4, 6, 6, 6, 4, 2])"),
+    number="[2, 4, 6, 6, 6, 4, 2]",
+    tolerance=("largest ranks exactly [2, 3, 4, 5, 6] for tol 1e-2, 1e-3, 1e-4, 1e-6, 1e-8; exact list at 1e-8"),
+)
 def test_polynomial_kernel_ranks_grow_as_the_tolerance_falls():
     """Notebook 3.2, ex-ch3-unfolding-ranks: (1 + s)^-1.1 with K = 8 has largest rank 2 at tol 1e-2 and 6 at 1e-8."""
     rho = polynomial_kernel(S)
@@ -160,6 +187,15 @@ def test_solution_delay_by_63_takes_the_delayed_tap_in_every_layer():
         assert torch.equal(net(x)[:, 31:], x[:, :-31])
 
 
+@pytest.mark.claim(
+    "ch3-cnn-depth",
+    page="notebooks/ch3/02_approximation_and_memory",
+    anchor="ex-ch3-cnn-depth",
+    statement=("A dilated CNN needs K = ceil(log2(ln(1/eps)/(2 lambda))) layers to see all but a fraction eps of "
+               "e^{-lambda s}: for lambda = 0.02, eps = 1e-3, 2^K >= 173, K = 8"),
+    number="173",
+    tolerance=("K = 8 leaves a tail below eps, K = 7 does not"),
+)
 def test_solution_depth_for_long_exponential_memory():
     """Notebook 3.2, ex-ch3-cnn-depth: the unseen tail of e^{-lambda s} beyond the receptive field 2^K carries the
     fraction e^{-2 lambda 2^K} of the output variance (white-noise input); for lambda = 0.02 and eps = 1e-3 this

@@ -19,6 +19,15 @@ def wiggly_field(t, x):
     return torch.sin(3 * x) * np.cos(2 * t) + 0.5 * torch.sin(5 * x + t)
 
 
+@pytest.mark.claim(
+    "ch1-1d-flow-increasing",
+    page="notebooks/ch1/03_three_interactions",
+    anchor="ch1-via-flows",
+    statement=("A one-dimensional flow map preserves order: its smallest increment on the grid is 0.0002 > 0, so y ="
+               " -x is out of reach"),
+    number="0.0002",
+    tolerance="smallest increment > 1e-4; misfit to y = -x > 0.5",
+)
 def test_one_dimensional_flow_map_is_strictly_increasing():
     x0 = torch.linspace(-2, 2, 401, dtype=torch.float64)[:, None]
     flow_map = rk4_flow(wiggly_field, x0, T=1.5, steps=300)[:, 0]
@@ -31,6 +40,15 @@ def test_one_dimensional_flow_map_is_strictly_increasing():
 LAGS = np.linspace(0, 20, 2001)
 
 
+@pytest.mark.claim(
+    "ch1-delayed-bump-fit",
+    page="notebooks/ch1/03_three_interactions",
+    anchor="ch1-for-memory",
+    statement=("Sums of decaying exponentials with fixed real rates: one unit represents e^{-s} exactly, while 16 "
+               "log-spaced rates leave a relative error of 0.309 on the delayed bump e^{-(s-6)^2}"),
+    number="0.309",
+    tolerance="exponential < 1e-6 with 16 rates; bump > 0.25 with 16; the bump error falls with m",
+)
 def test_exponential_kernel_needs_one_unit_and_a_delay_does_not_fit_with_sixteen():
     exponential, bump = np.exp(-LAGS), np.exp(-((LAGS - 6) ** 2))
     assert fit_exponential_sum(LAGS, exponential, [1.0])[2] < 1e-12
@@ -50,6 +68,15 @@ def test_fit_exponential_sum_validates():
         fit_exponential_sum(LAGS, np.full_like(LAGS, np.nan), [1.0])
 
 
+@pytest.mark.claim(
+    "ch1-linear-field",
+    page="notebooks/ch1/03_three_interactions",
+    anchor="ch1-of-fields",
+    statement=("A linear vector field is recovered from one trajectory by central differences and least squares, "
+               "largest coefficient error 1.6e-05"),
+    number="1.6e-05",
+    tolerance="largest coefficient error < 1e-4",
+)
 def test_linear_vector_field_is_recovered_from_one_trajectory():
     matrix = np.array([[0.0, 1.0], [-1.0, -0.2]])
     times = np.linspace(0, 20, 2001)
@@ -92,6 +119,15 @@ def test_solution_two_real_rates_fit_a_difference_of_exponentials_exactly():
         assert fit_exponential_sum(LAGS, LAGS * np.exp(-LAGS), rates)[2] > 1e-4
 
 
+@pytest.mark.claim(
+    "ch1-noisy-fit",
+    page="notebooks/ch1/03_three_interactions",
+    anchor="ex-ch1-noisy-fit",
+    statement=("With noise 1e-3 the largest coefficient error is 7.5e-05 sampling every 0.01 and 0.0018 every 0.1; "
+               "differencing error dominates at the coarse step, noise at the fine one"),
+    number="7.5e-05",
+    tolerance="errors in (5e-5, 1e-4) and (1.5e-3, 2.1e-3); noise-free error x100 for dt x10",
+)
 def test_solution_noisy_fit_error_and_its_two_sources():
     """Notebook 1.3, ex-ch1-noisy-fit: with noise 1e-3 (rng seed 1) the largest coefficient error is 7.5e-5 when
     sampling every 0.01 and 0.0018 every 0.1. The O(dt^2) differencing error (noise-free: 1.6e-5 -> 1.6e-3, a

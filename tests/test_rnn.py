@@ -20,15 +20,19 @@ from mldyn_lite.memory import (
 )
 from mldyn_lite.rnn import (
     LinearRNN,
+    PlateauOptions,
     SequenceRNN,
     bump_energy,
     diagonal_rnn_risk,
     escape_iterations,
+    escape_steps,
+    learned_bump_amplitude,
     linear_rnn_kernel,
     plateau_target,
     residual_rnn,
     train_diagonal_rnn,
     train_linear_rnn_kernel,
+    train_plateau,
     train_sequence_model,
     train_tanh_rnn,
 )
@@ -68,6 +72,15 @@ def _relative_error(model, x, y):
         return (((model(x) - y) ** 2).mean() / y.var()).item()
 
 
+@pytest.mark.claim(
+    "ch3-forecast-memory",
+    page="notebooks/ch3/01_sequence_modelling",
+    anchor="ch3-three-tasks",
+    statement=("Forecasting the observed Lorenz coordinate needs memory: RNN relative test error 0.00662 against "
+               "0.0678 for persistence and 0.0629 for a memoryless MLP"),
+    number="0.00662",
+    tolerance=("persistence in (0.05, 0.09); RNN < persistence / 5"),
+)
 def test_forecasting_a_partially_observed_system_needs_memory():
     """Notebook 3.1: RNN 0.0066 vs persistence 0.068 (relative test error)."""
     x, y = lorenz_forecasting(128, length=40, seed=0)
@@ -79,6 +92,15 @@ def test_forecasting_a_partially_observed_system_needs_memory():
     assert _relative_error(forecaster, x_test, y_test) < persistence / 5  # "about ten times smaller"
 
 
+@pytest.mark.claim(
+    "ch3-bidirectional",
+    page="notebooks/ch3/01_sequence_modelling",
+    anchor="ch3-three-tasks",
+    statement=("A non-causal smoothing target needs a non-causal model: bidirectional RNN 0.00136, causal RNN above "
+               "the floor 0.406"),
+    number="0.00136",
+    tolerance=("causal RNN > 0.95 x floor after 100 steps; bidirectional < 0.01"),
+)
 def test_noncausal_target_needs_a_noncausal_model():
     """Notebook 3.1: causal RNN 0.43 >= floor 0.406; bidirectional RNN 0.0014."""
     x, y = smoothing_seq2seq(128, length=30, seed=0)
@@ -93,6 +115,15 @@ def test_noncausal_target_needs_a_noncausal_model():
     assert _relative_error(bidirectional, x_test, y_test) < 0.01
 
 
+@pytest.mark.claim(
+    "ch3-adding-plateau",
+    page="notebooks/ch3/01_sequence_modelling",
+    anchor="ch3-three-tasks",
+    statement=("Adding problem: the loss leaves the counting plateau later for longer sequences (first step below "
+               "half the counting baseline 106, 145, 270 for lengths 6, 12, 24)"),
+    number="270",
+    tolerance=("first crossings increase with the length; length 24 more than twice length 6"),
+)
 def test_adding_problem_plateau_lengthens_with_the_sequence():
     """Notebook 3.1: first step below half the counting baseline 106, 145, 270 for lengths 6, 12, 24."""
     first = []
@@ -108,6 +139,14 @@ def test_adding_problem_plateau_lengthens_with_the_sequence():
     assert first[2] > 2 * first[0]
 
 
+@pytest.mark.claim(
+    "ch3-rnn-first-order",
+    page="notebooks/ch3/01_sequence_modelling",
+    anchor="ch3-continuous-limit",
+    statement=("The residual RNN is the Euler scheme of the continuous-time RNN: observed order of convergence 1.01"),
+    number="1.01",
+    tolerance=("|slope - 1| <= 0.1"),
+)
 def test_residual_rnn_converges_at_first_order_to_the_ode():
     """Notebook 3.1: observed order 1.01."""
     gen = torch.Generator().manual_seed(1)
@@ -133,6 +172,15 @@ def test_residual_rnn_converges_at_first_order_to_the_ode():
         residual_rnn(x, torch.as_tensor(W), torch.zeros(4, 2, dtype=torch.float64), torch.as_tensor(c))
 
 
+@pytest.mark.claim(
+    "ch3-rnn-kernel",
+    page="notebooks/ch3/02_approximation_and_memory",
+    anchor="ch3-rnn-kernel-section",
+    statement=("A linear RNN is the convolution with its memory kernel c^T e^{Ws} U: ODE and convolution agree to "
+               "3.8e-05 (trapezoidal quadrature error)"),
+    number="3.8e-05",
+    tolerance=("max difference < 1e-4"),
+)
 def test_linear_rnn_is_a_convolution_with_its_kernel():
     """Notebook 3.2: ODE vs convolution, max difference 3.8e-5."""
     gen = torch.Generator().manual_seed(0)
@@ -166,8 +214,18 @@ def test_modal_linear_rnn_matrices_give_its_kernel():
         LinearRNN(4, decay_range=(1.0, 0.1))
 
 
+@pytest.mark.claim(
+    "ch3-trained-vs-real-rates",
+    page="notebooks/ch3/02_approximation_and_memory",
+    anchor="ch3-trained-rnn",
+    statement=("A trained linear RNN with general W (complex eigenvalues) beats the best real-rate sum at m = 8 on the "
+               "Airy kernel (0.023 vs 0.19) and the delayed bump (0.17 vs 0.46), but stops far above the "
+               "least-squares optimum on the exponentially decaying kernel (0.0074 vs 4.5e-06 at m = 4)"),
+    number="0.023",
+    tolerance=("trained m = 8: Airy < 0.05, bump < 0.3; exponentially decaying kernel, m = 4: in (1e-3, 2e-2)"),
+)
 def test_trained_general_rnn_beats_real_rates_on_oscillating_and_delayed_memory():
-    """Notebook 3.2, table: trained m = 8 errors 0.023 (Airy) and 0.17 (bump) vs least squares 0.23 and 0.52."""
+    """Notebook 3.2, table: trained m = 8 errors 0.023 (Airy) and 0.17 (bump) vs least squares 0.19 and 0.46."""
     lags = 0.25 * np.arange(401)
     airy = train_linear_rnn_kernel(lags, airy_kernel(lags, 6.0), 8, steps=800, lr=5e-2, seed=0)[2]
     bump = train_linear_rnn_kernel(lags, delayed_bump_kernel(lags, 6.0), 8, steps=800, lr=5e-2, seed=0)[2]
@@ -200,37 +258,118 @@ def test_closed_form_risk_matches_quadrature_and_autograd():
     assert batch.shape == (3,)
 
 
-def test_plateau_with_adam_grows_with_memory():
-    """Notebook 3.3: Adam medians 29, 53, 196, 2723 for t0 = 2, 3, 4, 5 (5 seeds)."""
-    memories = [2.0, 3.0, 4.0, 5.0]
-    losses = train_diagonal_rnn(memories, seeds=range(5), steps=6000, stop_when_escaped=True)
-    medians = np.median(escape_iterations(losses, memories)[:, 0], axis=1)
-    assert np.all(np.diff(medians) > 0)  # the median escape increases with memory
-    assert medians[3] / medians[1] >= 10  # largest vs mid-range memory (notebook: 51)
-    ratios = medians[1:] / medians[:-1]
-    assert np.all(np.diff(ratios) > 0)  # faster than exponential over this range
-    reference = np.array([50, 100, 225, 2000])  # the independent recomputation quoted in the notebook
-    assert np.all((medians / reference > 0.5) & (medians / reference < 2))
+def test_bump_amplitude_and_escape_steps():
+    """The escape criterion of notebook 3.3: A = rho_hat(t0) - exp(-t0), first step with A >= fraction."""
+    rates = np.array([0.5, 2.0])
+    a = np.array([1.0, -0.5])
+    t0 = 3.0
+    assert learned_bump_amplitude(a, rates, t0) == pytest.approx(np.exp(-1.5) - 0.5 * np.exp(-6.0) - np.exp(-3.0))
+    assert learned_bump_amplitude(np.array([1.0]), np.array([1.0]), t0) == pytest.approx(0.0)  # only e^{-t}: A = 0
+    amplitudes = np.array([[0.0, 0.1, 0.3, 0.2, 0.6], [0.0, 0.1, np.nan, np.nan, np.nan]])
+    assert escape_steps(amplitudes, 0.25)[0] == 2 and np.isnan(escape_steps(amplitudes, 0.25)[1])
+    assert escape_steps(amplitudes, 0.5)[0] == 4
+    # the recorded amplitude is the one of the recorded parameters
+    run = train_plateau([3.0], seeds=[0], options=PlateauOptions(steps=50))
+    assert run.amplitudes[0, 0, 0, -1] == pytest.approx(
+        learned_bump_amplitude(run.a[0, 0, 0], run.rates[0, 0, 0], 3.0), abs=0.05)
+    # train_plateau and train_diagonal_rnn run the same updates
+    assert np.allclose(run.losses[0, 0, 0], train_diagonal_rnn([3.0], seeds=[0], steps=50)[0, 0, 0])
 
 
-def test_plateau_with_gradient_descent_is_exponential_in_memory():
-    """Notebook 3.3: GD medians 5, 14, 29, 71, 196, 494; fit exp(1.82 t0)."""
-    memories = [1.5, 2.0, 2.5, 3.0, 3.5, 4.0]
-    losses = train_diagonal_rnn(memories, seeds=[0, 1, 2], lr=0.02, optimizer="gd", steps=3000, stop_when_escaped=True)
-    escape = escape_iterations(losses, memories)[:, 0]
-    assert not np.isnan(escape).any()
-    medians = np.median(escape, axis=1)
+@pytest.mark.claim(
+    "ch3-plateau-criterion",
+    page="notebooks/ch3/03_training_plateaus",
+    anchor="ch3-plateau-criterion",
+    statement="A risk below half the bump energy does not mean the memory is learned: after 4000 Adam steps the "
+              "learned kernel holds only 0.44 (t0 = 4) and 0.36 (t0 = 5) of the bump's height at lag t0",
+    number="0.44",
+    tolerance="amplitude at the risk crossing in (0.25, 0.45); after 4000 steps > 0.5 for t0 = 2, < 0.5 for t0 = 4, 5",
+)
+def test_risk_criterion_is_met_before_the_bump_is_learned():
+    """Notebook 3.3: Adam, seed 0: the risk crosses half the bump energy at A = 0.31-0.36; after 4000 steps the
+    t0 = 4 and 5 networks hold A = 0.44 and 0.36 < 1/2, while t0 = 2 reaches 0.61."""
+    memories = [2.0, 4.0, 5.0]
+    run = train_plateau(memories, seeds=[0], options=PlateauOptions(steps=4000))
+    crossing = escape_iterations(run.losses, memories)[:, 0, 0]
+    at_crossing = run.amplitudes[np.arange(3), 0, 0, crossing.astype(int)]
+    assert np.all((0.25 < at_crossing) & (at_crossing < 0.45))
+    final = run.amplitudes[:, 0, 0, -1]
+    assert final[0] > 0.5 and np.all(final[1:] < 0.5)   # the long memories are not learned after 4000 steps
+    assert np.all(np.diff(final) < 0)                    # and less is learned the longer the memory
+
+
+@pytest.mark.claim(
+    "ch3-plateau-growth",
+    page="notebooks/ch3/03_training_plateaus",
+    anchor="ch3-plateau-growth",
+    statement="Curse of memory in optimisation: under gradient descent the steps until the learned kernel holds a "
+              "quarter of the bump at lag t0 grow fast with t0 (5 at t0 = 1.5 to 1610 at t0 = 6), one exponential "
+              "fit gives rate 1.18 per unit of t0",
+    number="1.18",
+    tolerance="medians increase with t0; 1.0 <= fitted rate <= 1.4; median(t0 = 6) / median(t0 = 2) >= 50",
+)
+def test_plateau_with_gradient_descent_grows_with_memory():
+    """Notebook 3.3: GD (lr 0.02, 3 seeds), steps to A >= 1/4: medians 5, 11, 24, 48, 87, 140, 204, 319, 588, 1610."""
+    memories = [1.5, 2.0, 2.5, 3.0, 3.5, 4.0, 4.5, 5.0, 5.5, 6.0]
+    run = train_plateau(memories, seeds=[0, 1, 2],
+                        options=PlateauOptions(lr=0.02, optimizer="gd", steps=3000, stop_when_escaped=True))
+    assert not np.isnan(run.escape).any()
+    medians = np.median(run.escape[:, 0], axis=1)
     assert np.all(np.diff(medians) > 0)
-    assert medians[-1] / medians[2] >= 10  # t0 = 4 vs 2.5 (notebook: 17)
+    assert medians[-1] / medians[1] >= 50  # t0 = 6 vs 2 (notebook: 146)
     slope = np.polyfit(memories, np.log(medians), 1)[0]
-    assert 1.6 < slope < 2.1
+    assert 1.0 <= slope <= 1.4
+
+
+@pytest.mark.claim(
+    "ch3-plateau-half-bump",
+    page="notebooks/ch3/03_training_plateaus",
+    anchor="ch3-plateau-growth",
+    statement="Asking for half the bump makes the growth much steeper: gradient descent reaches A >= 1/2 in about 90, "
+              "900 and 3400 steps for t0 = 2, 2.5, 3 and not within 4000 steps at t0 = 3.5",
+    number="3377",
+    tolerance="every seed escapes for t0 <= 3 and none at 3.5; each half unit multiplies the median by >= 3",
+)
+def test_half_of_the_bump_takes_much_longer():
+    memories = [2.0, 2.5, 3.0, 3.5]
+    run = train_plateau(memories, seeds=[0, 1, 2], options=PlateauOptions(
+        lr=0.02, optimizer="gd", steps=4000, escape_fraction=0.5, stop_when_escaped=True))
+    escape = run.escape[:, 0]
+    assert not np.isnan(escape[:3]).any() and np.isnan(escape[3]).all()
+    medians = np.median(escape[:3], axis=1)
+    assert np.all(medians[1:] / medians[:-1] >= 3)
+
+
+@pytest.mark.claim(
+    "ch3-plateau-adam",
+    page="notebooks/ch3/03_training_plateaus",
+    anchor="ch3-plateau-growth",
+    statement="Adam (lr 0.01, 5 seeds) also needs more steps the longer the memory, but is faster than gradient "
+              "descent at every memory (63 against 140 steps at t0 = 4); fitted rate 0.76",
+    number="0.76",
+    tolerance="medians increase with t0; 0.55 <= fitted rate <= 1.0; median(t0 = 6) / median(t0 = 2) >= 10",
+)
+def test_plateau_with_adam_grows_with_memory():
+    """Notebook 3.3: Adam medians 16, 43, 63, 133, 416 for t0 = 2, ..., 6 (5 seeds)."""
+    memories = [2.0, 3.0, 4.0, 5.0, 6.0]
+    run = train_plateau(memories, seeds=range(5), options=PlateauOptions(steps=3000, stop_when_escaped=True))
+    assert not np.isnan(run.escape).any()
+    medians = np.median(run.escape[:, 0], axis=1)
+    assert np.all(np.diff(medians) > 0)
+    assert medians[-1] / medians[0] >= 10
+    slope = np.polyfit(memories, np.log(medians), 1)[0]
+    assert 0.55 <= slope <= 1.0
+    gd = train_plateau([4.0, 6.0], seeds=[0, 1, 2],
+                       options=PlateauOptions(lr=0.02, optimizer="gd", steps=3000, stop_when_escaped=True))
+    assert np.all(np.median(gd.escape[:, 0], axis=1) > medians[[2, 4]])  # Adam is faster at t0 = 4 and 6
 
 
 def test_gradient_descent_escape_time_is_learning_rate_independent():
     """Notebook 3.3 (slider and exercise): escape step times learning rate is constant."""
-    losses = train_diagonal_rnn([3.0, 3.5], lr=[0.005, 0.01, 0.02], seeds=[0], optimizer="gd", steps=1000)
-    escape = escape_iterations(losses, [3.0, 3.5])[:, :, 0]
-    times = escape * np.array([0.005, 0.01, 0.02])
+    run = train_plateau([3.0, 3.5], seeds=[0], options=PlateauOptions(lr=[0.005, 0.01, 0.02], optimizer="gd",
+                                                                      steps=1000))
+    times = run.escape[:, :, 0] * np.array([0.005, 0.01, 0.02])
+    assert not np.isnan(times).any()
     assert np.all(np.ptp(times, axis=1) <= 0.02 + 1e-12)  # equal to within one step of the fastest run
 
 
@@ -247,8 +386,23 @@ def test_plateau_trainer_validates():
         escape_iterations(np.zeros((3, 10)), [1.0, 2.0])
     with pytest.raises(ValueError, match="same shape"):
         diagonal_rnn_risk(torch.zeros(3, dtype=torch.float64), torch.zeros(4, dtype=torch.float64), 1.0)
+    with pytest.raises(TypeError, match="options"):
+        train_plateau([2.0], options={"steps": 10})
+    with pytest.raises(ValueError, match="escape_fraction"):
+        train_plateau([2.0], options=PlateauOptions(escape_fraction=0.0))
+    with pytest.raises(ValueError, match="rates"):
+        learned_bump_amplitude(np.ones(2), np.array([1.0, -1.0]), 1.0)
 
 
+@pytest.mark.claim(
+    "ch3-tanh-plateau",
+    page="notebooks/ch3/03_training_plateaus",
+    anchor="ch3-tanh-plateau",
+    statement="A tanh RNN trained with Adam on sampled sequences shows the same plateau: the smoothed loss first "
+              "falls below 0.1 at steps 48, 201 and 419 for t0 = 1, 3 and 5",
+    number="419",
+    tolerance="first crossing < 70 (t0 = 1), in (150, 225) (t0 = 3), in (300, 440) (t0 = 5)",
+)
 def test_tanh_rnn_plateau_lengthens_with_memory():
     """Notebook 3.3: the 20-step average first falls below 0.1 at steps 48, 201, 419 for t0 = 1, 3, 5."""
     first_below = []
@@ -270,6 +424,16 @@ def test_plateau_trainer_cpu_and_cuda_agree():
         train_linear_rnn_kernel(lags, np.exp(-lags), 2, steps=50, device="cpu")[2], rel=1e-6)
 
 
+@pytest.mark.claim(
+    "ch3-best-causal-filter",
+    page="notebooks/ch3/01_sequence_modelling",
+    anchor="ex-ch3-causal-filter",
+    statement=("The best causal predictor (the past half of the smoothing weights) has mean squared error 0.409 "
+               "against the floor 0.406 where the whole future is inside the sequence, and beats the trained causal "
+               "RNN on all positions (0.4 vs 0.43)"),
+    number="0.409",
+    tolerance=("MSE within 2% of the floor; filter error below the floor on all positions and below the causal RNN's"),
+)
 def test_fixed_causal_filter_reaches_the_floor_and_beats_the_causal_rnn():
     """Notebook 3.1, ex-ch3-causal-filter: the past half of the weights gives MSE 0.409 (floor 0.406) where the
     whole future is inside the sequence, and relative error 0.4 on all positions against 0.43 for the causal RNN."""
@@ -294,36 +458,59 @@ def test_fixed_causal_filter_reaches_the_floor_and_beats_the_causal_rnn():
 # --- exercise solutions -------------------------------------------------------------------------------
 
 
-def test_solution_trained_causal_rnn_reaches_the_causal_floor():
-    """Notebook 3.1, ex-ch3-causal-floor: the floor for any causal predictor of the smoothing target is 0.406,
-    "and the trained causal RNN reaches it" (hidden 32, 300 steps: relative test error 0.43)."""
+@pytest.mark.claim(
+    "ch3-causal-floor",
+    page="notebooks/ch3/01_sequence_modelling",
+    anchor="ex-ch3-causal-floor",
+    statement=("The trained causal RNN (hidden 32, 300 steps) gets relative test error 0.43, above the causal floor "
+               "0.406 and about 0.03 above the best causal filter (0.4) measured the same way"),
+    number="0.43",
+    tolerance=("floor < error < 1.1 x floor; 0.01 < error - best causal filter < 0.06"),
+)
+def test_solution_trained_causal_rnn_stays_above_the_causal_floor():
+    """Notebook 3.1, ex-ch3-causal-floor and ex-ch3-causal-filter: the floor for any causal predictor of the smoothing
+    target is 0.406; the trained causal RNN (hidden 32, 300 steps) gets 0.43, the best causal filter 0.4 on the
+    same measure (relative error on all positions): a gap of about 0.03 that training leaves."""
     x, y = smoothing_seq2seq(128, length=30, seed=0)
     x_test, y_test = smoothing_seq2seq(512, length=30, seed=1)
     weights = smoothing_weights(3.0)
-    floor = np.sum(weights[len(weights) // 2 + 1:] ** 2)
+    J = len(weights) // 2
+    floor = np.sum(weights[J + 1:] ** 2)
     causal = SequenceRNN(1, hidden=32, seed=0)
     train_sequence_model(causal, x, y, steps=300)
     error = _relative_error(causal, x_test, y_test)
-    assert 0.95 * floor < error < 1.1 * floor
+    inputs, targets = x_test[..., 0].numpy().astype(float), y_test.numpy().astype(float)
+    prediction = np.zeros_like(inputs)
+    for lag, weight in enumerate(weights[J::-1]):
+        prediction[:, lag:] += weight * inputs[:, :inputs.shape[1] - lag]
+    best = ((prediction - targets) ** 2).mean() / targets.var()
+    assert floor < error < 1.1 * floor
+    assert 0.01 < error - best < 0.06
 
 
-def test_solution_width_shortens_the_plateau_but_not_its_growth_with_memory():
-    """Notebook 3.3, ex-ch3-width: gradient descent (lr 0.02, seeds 0-2): median escape steps 1026, 196, 130 at
-    t0 = 3.5 and 2411, 494, 259 at t0 = 4 for m = 4, 16, 32 — width helps a lot — while the ratio between the two
-    memories stays about 2-2.5 (2.3, 2.5, 2.0) for every width."""
+@pytest.mark.claim(
+    "ch3-plateau-width",
+    page="notebooks/ch3/03_training_plateaus",
+    anchor="ex-ch3-width",
+    statement="Width shortens the plateau: gradient descent reaches A >= 1/4 at t0 = 3.5 in 140, 87 and 49 steps "
+              "(medians) with m = 4, 16 and 32 units",
+    number="49",
+    tolerance="medians decrease with m at t0 = 3.5 and 4; m = 4 at least 2x slower than m = 32 at t0 = 3.5",
+)
+def test_solution_width_shortens_the_plateau():
+    """Notebook 3.3, ex-ch3-width: gradient descent (lr 0.02, seeds 0-2), steps to A >= 1/4: medians 140, 87, 49 at
+    t0 = 3.5 and 188, 140, 102 at t0 = 4 for m = 4, 16, 32; the ratio between the memories is 1.3, 1.6, 2.1."""
     memories = [3.5, 4.0]
     medians = []
     for width in (4, 16, 32):
-        losses = train_diagonal_rnn(memories, seeds=[0, 1, 2], m=width, lr=0.02, optimizer="gd", steps=4000,
-                                    stop_when_escaped=True)
-        escape = escape_iterations(losses, memories)[:, 0]
+        options = PlateauOptions(m=width, lr=0.02, optimizer="gd", steps=4000, stop_when_escaped=True)
+        escape = train_plateau(memories, seeds=[0, 1, 2], options=options).escape[:, 0]
         assert not np.isnan(escape).any()
         medians.append(np.median(escape, axis=1))
     medians = np.array(medians)  # (width, memory)
     assert np.all(np.diff(medians, axis=0) < 0)        # wider escapes sooner, at both memories
-    assert np.all(medians[0] > 4 * medians[-1])         # "a lot": m = 32 is 8-9 times faster than m = 4
-    ratios = medians[:, 1] / medians[:, 0]
-    assert np.all((1.8 < ratios) & (ratios < 2.8)), ratios
+    assert medians[0, 0] > 2 * medians[-1, 0]
+    assert np.all(medians[:, 1] > medians[:, 0])       # and longer memory is slower for every width
 
 
 def test_solution_matrix_exponential_kernel_agrees_with_both_fast_kernels():
