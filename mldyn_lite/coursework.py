@@ -24,11 +24,21 @@ So the student edition runs from the top down to the first exercise, and stops t
 The **instructor edition** is the book's notebook itself (a byte-identical copy), outputs and
 solutions included.
 
+The **nbgrader course** of a chapter (:func:`write_nbgrader_course`) is an nbgrader course folder —
+``nbgrader_config.py`` and ``source/<chN>/<chN>.ipynb`` — whose assignment notebook holds the chapter's graded
+problems (:mod:`mldyn_lite.coursework_problems`), not the chapter's pages: a locked introduction and setup cell,
+then per problem a locked statement, a solution cell (each function body between ``### BEGIN SOLUTION`` and
+``### END SOLUTION``), an autograded test cell with the self-check or visible asserts, and an autograded cell of
+hidden tests (``### BEGIN HIDDEN TESTS``). All of it is nbgrader's own cell metadata (schema 3); the teacher
+then runs nbgrader's commands (``nbgrader generate_assignment chN``, ``nbgrader autograde chN``,
+``nbgrader generate_feedback chN``) in that folder.
+
 Command line::
 
     python -m mldyn_lite.coursework student notebooks/ student/        # every notebook below notebooks/
     python -m mldyn_lite.coursework student notebooks/ch1 ch1-student/  # one chapter
     python -m mldyn_lite.coursework instructor notebooks/ instructor/
+    python -m mldyn_lite.coursework nbgrader ch1 course/                # nbgrader course folder, assignment ch1
 """
 
 from __future__ import annotations
@@ -46,6 +56,9 @@ from pathlib import Path
 SOLUTION_TAG = "solution"
 SELF_CHECK_TAG = "self-check"
 EDITIONS = ("student", "instructor")
+NBGRADER_SCHEMA_VERSION = 3
+NBGRADER_CODE_STUB = ("# YOUR CODE HERE: replace the next line (raise NotImplementedError) by your code\n"
+                      "raise NotImplementedError()")
 
 # A fence opens with 3+ backticks, tildes or colons (MyST colon_fence), optionally a {directive} and argument.
 _FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,}|:{3,})\s*(?:\{(?P<directive>[^}\s]+)\})?\s*(?P<argument>.*?)\s*$")
@@ -102,6 +115,13 @@ def _source(cell) -> str:
     return "".join(source) if isinstance(source, list) else source
 
 
+def _clear_execution_metadata(cell: dict) -> None:
+    """Drop what records a past run (timings of Jupyter's ``record_timing``, collapsed/scrolled output state)."""
+    metadata = cell.get("metadata", {})
+    for key in ("execution", "collapsed", "scrolled"):
+        metadata.pop(key, None)
+
+
 def _cell_id(label: str, taken: set[str]) -> str:
     base = ("stub-" + re.sub(r"[^A-Za-z0-9_-]", "-", label))[:60]
     name, k = base, 1
@@ -114,7 +134,9 @@ def _cell_id(label: str, taken: set[str]) -> str:
 
 def stub_source(label: str, solution_sources: list[str]) -> str:
     """The code a student starts from: the solution's function signatures, each raising NotImplementedError."""
-    header = f"# Exercise {label}: your code here (the book's solution is not in this edition)."
+    header = (f"# Exercise {label}: your code here (the book's solution is not in this edition).\n"
+              "# Replace each `raise NotImplementedError(...)` line below by your code, then run the self-check "
+              "below, if any.")
     definitions, other_code = [], False
     for source in solution_sources:
         try:
@@ -131,7 +153,9 @@ def stub_source(label: str, solution_sources: list[str]) -> str:
                 other_code = True
     parts = [header, *definitions]
     if other_code or not definitions:
-        parts.append(f'raise NotImplementedError("Exercise {label}: your code here")')
+        parts.append("# replace the next line by the code of your solution that runs the experiment"
+                     if definitions else "# replace the next line by your code")
+        parts[-1] += f'\nraise NotImplementedError("Exercise {label}: your code here")'
     return "\n\n\n".join(parts) if definitions else "\n".join(parts)
 
 
@@ -149,6 +173,7 @@ def _function_stub(node, label: str, indent: str) -> str:
     keyword = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
     returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
     lines = [f"{indent}{keyword} {node.name}({ast.unparse(node.args)}){returns}:", *_docstring(node, indent),
+             f"{indent}    # replace the next line by the body of {node.name}",
              f'{indent}    raise NotImplementedError("Exercise {label}: write {node.name}")']
     return "\n".join(lines)
 
@@ -253,6 +278,7 @@ def student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, EditionRep
                 new = copy.deepcopy(cell)
                 if SELF_CHECK_TAG in tags:
                     new["outputs"], new["execution_count"] = [], None
+                    _clear_execution_metadata(new)
                     report.self_checks += 1
                 cells_out.append(new)
         else:  # raw cells
@@ -262,6 +288,117 @@ def student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, EditionRep
         raise CourseworkError(f"{name}: the gated solution of {gate.label} has no solution-end")
     out["cells"] = cells_out
     return out, report
+
+
+# --- nbgrader course ----------------------------------------------------------------------------
+
+def _nbgrader_cell(cell: dict, grade_id: str, *, solution: bool = False, grade: bool = False, points: int = 0,
+                   locked: bool = False) -> dict:
+    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": NBGRADER_SCHEMA_VERSION,
+            "solution": solution, "task": False}
+    if grade:
+        meta["points"] = points
+    cell["metadata"]["nbgrader"] = meta
+    return cell
+
+
+def _markdown(text: str, cell_id: str) -> dict:
+    return {"cell_type": "markdown", "id": cell_id, "metadata": {}, "source": text}
+
+
+def _code(text: str, cell_id: str) -> dict:
+    return {"cell_type": "code", "execution_count": None, "id": cell_id, "metadata": {}, "outputs": [], "source": text}
+
+
+def solution_regions(source: str) -> str:
+    """The reference ``source`` with the body of each top-level function (after its docstring) between
+    nbgrader's ``### BEGIN SOLUTION`` and ``### END SOLUTION``; code outside functions is left visible.
+
+    Raises :class:`CourseworkError` when ``source`` defines no function (there would be nothing to write).
+    """
+    tree = ast.parse(source)
+    lines = source.split("\n")
+    regions = []
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+            body = node.body[1:] if ast.get_docstring(node) is not None else node.body
+            if not body:
+                raise CourseworkError(f"function {node.name} has no body after its docstring")
+            indent = re.match(r"\s*", lines[body[0].lineno - 1]).group(0)
+            regions.append((body[0].lineno - 1, node.end_lineno, indent))
+    if not regions:
+        raise CourseworkError("the solution defines no function: nothing to leave to the student")
+    for start, end, indent in reversed(regions):
+        lines[end:end] = [f"{indent}### END SOLUTION"]
+        lines[start:start] = [f"{indent}### BEGIN SOLUTION"]
+    return "\n".join(lines)
+
+
+def nbgrader_notebook(chapter: str) -> dict:
+    """The nbgrader source notebook of ``chapter`` ("ch1" … "ch4"): its graded problems, nbgrader metadata set."""
+    from .coursework_problems import CHAPTERS, SETUP, problems
+
+    graded = problems(chapter)
+    total = sum(p.points for p in graded)
+    listing = "\n".join(f"{k}. **{p.title}** ({p.kind}, {p.points} points)" for k, p in enumerate(graded, 1))
+    intro = (f"# Coursework, chapter {chapter[2:]}: {CHAPTERS[chapter]}\n\n"
+             f"{len(graded)} problems, {total} points:\n\n{listing}\n\n"
+             "In each solution cell, replace the line `raise NotImplementedError()` (under `# YOUR CODE HERE`) by your "
+             "code; keep the function's name and arguments. Derivations asked for go in your own notes or a new "
+             "Markdown cell. The test cell after each solution runs checks you can see (a failed check stops with "
+             "a message: the case, the expected and the obtained value, a hint); hidden tests of the same problem run "
+             "when your notebook is graded. Before you submit: *Kernel → Restart & Run All*, and no cell should stop "
+             "with an error.")
+    cells = [_nbgrader_cell(_markdown(intro, f"{chapter}-intro"), f"{chapter}-intro", locked=True),
+             _nbgrader_cell(_code(SETUP, f"{chapter}-setup"), f"{chapter}-setup", locked=True)]
+    for k, problem in enumerate(graded, 1):
+        gid = problem.label
+        statement = (f"## Problem {k}: {problem.title}\n\n*{problem.kind.capitalize()} · {problem.points} points "
+                     f"(`{gid}`)*\n\n{problem.statement}")
+        cells += [
+            _nbgrader_cell(_markdown(statement, f"{gid}-text"), f"{gid}-text", locked=True),
+            _nbgrader_cell(_code(f"# Problem {k} ({gid}): replace the line `raise NotImplementedError()` in each "
+                                 "function below by your code.\n" + solution_regions(problem.solution),
+                                 f"{gid}-solution"), f"{gid}-solution", solution=True),
+            _nbgrader_cell(_code(f"# Tests of problem {k} ({gid}), {problem.visible_points} points.\n"
+                                 + problem.visible_tests, f"{gid}-tests"), f"{gid}-tests", grade=True,
+                           points=problem.visible_points, locked=True),
+            _nbgrader_cell(_code(f"# Hidden tests of problem {k} ({gid}), {problem.hidden_points} points: they run when "
+                                 "your notebook is graded.\n### BEGIN HIDDEN TESTS\n" + problem.hidden_tests
+                                 + "\n### END HIDDEN TESTS", f"{gid}-hidden"), f"{gid}-hidden", grade=True,
+                           points=problem.hidden_points, locked=True),
+        ]
+    return {"cells": cells, "metadata": {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+
+
+NBGRADER_CONFIG = """# nbgrader configuration of the course written by `python -m mldyn_lite.coursework nbgrader`.
+# Run nbgrader's commands in this folder: nbgrader generate_assignment {chapter}; nbgrader autograde {chapter}; ...
+c = get_config()  # noqa: F821 (provided by nbgrader)
+c.CourseDirectory.course_id = "mldyn"
+c.ClearSolutions.code_stub = {{"python": {stub!r}}}
+c.ExecutePreprocessor.timeout = 300  # seconds per cell when autograding
+"""
+
+
+def write_nbgrader_course(chapter: str, target: str | Path) -> Path:
+    """Write an nbgrader course folder for ``chapter`` below ``target``: ``nbgrader_config.py`` (kept if present)
+    and ``source/<chapter>/<chapter>.ipynb``. Returns the notebook's path."""
+    target = Path(target).resolve()
+    if target.exists() and not target.is_dir():
+        raise CourseworkError(f"{target} exists and is not a folder")
+    try:
+        nb = nbgrader_notebook(chapter)
+    except ValueError as exc:
+        raise CourseworkError(str(exc)) from None
+    notebook = target / "source" / chapter / f"{chapter}.ipynb"
+    notebook.parent.mkdir(parents=True, exist_ok=True)
+    notebook.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n", encoding="utf-8")
+    config = target / "nbgrader_config.py"
+    if not config.exists():  # several chapters share one course folder
+        config.write_text(NBGRADER_CONFIG.format(chapter=chapter, stub=NBGRADER_CODE_STUB), encoding="utf-8")
+    return notebook
 
 
 # --- files and command line ---------------------------------------------------------------------
@@ -329,11 +466,23 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mldyn_lite.coursework",
         description="Write the student edition (solutions replaced by stubs and self-checks) or the instructor "
-                    "edition (the book's notebooks) of the notebooks in SOURCE.")
-    parser.add_argument("edition", choices=EDITIONS)
-    parser.add_argument("source", help="a notebook, or a folder searched for notebooks (e.g. notebooks/ or notebooks/ch1)")
+                    "edition (the book's notebooks) of the notebooks in SOURCE, or an nbgrader course folder with "
+                    "the graded problems of chapter SOURCE.")
+    parser.add_argument("edition", choices=(*EDITIONS, "nbgrader"),
+                        help="student, instructor, or nbgrader (an nbgrader course folder with one chapter's assignment)")
+    parser.add_argument("source", help="a notebook, or a folder searched for notebooks (e.g. notebooks/ or notebooks/ch1); "
+                                       "for nbgrader the chapter: ch1, ch2, ch3 or ch4")
     parser.add_argument("output", help="folder to write the edition to (created if missing)")
     args = parser.parse_args(argv)
+    if args.edition == "nbgrader":
+        try:
+            notebook = write_nbgrader_course(args.source, args.output)
+        except CourseworkError as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        root = notebook.parents[2]
+        print(f"{notebook}\nnbgrader course in {root}: cd there and run `nbgrader generate_assignment {args.source}`")
+        return 0
     try:
         written = write_edition(args.edition, args.source, args.output)
     except CourseworkError as exc:

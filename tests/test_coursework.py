@@ -19,9 +19,11 @@ def md(text):
     return nbformat.v4.new_markdown_cell(text)
 
 
-def code(text, tags=(), outputs=()):
+def code(text, tags=(), outputs=(), execution=None):
     cell = nbformat.v4.new_code_cell(text)
     cell.metadata["tags"] = list(tags)
+    if execution:
+        cell.metadata["execution"] = execution
     cell.outputs = [nbformat.v4.new_output("stream", name="stdout", text=o) for o in outputs]
     return cell
 
@@ -40,7 +42,9 @@ def synthetic_notebook():
         code('def double(x):\n    """Twice x."""\n    return SECRET_FACTOR * x\n\n\nSECRET_FACTOR = 2\nprint(double(21))',
              tags=["solution"], outputs=["SECRET-OUTPUT 4242\n"]),
         md("SECRET-GATED-OUTRO.\n\n```{solution-end}\n```\n\nText after the solution stays."),
-        code("assert double(4) == 8\nprint('self-check passed')", tags=["self-check"], outputs=["self-check passed\n"]),
+        code("assert double(4) == 8\nprint('self-check passed')", tags=["self-check"], outputs=["self-check passed\n"],
+             execution={"iopub.execute_input": "2026-11-28T22:49:15.314546Z",
+                        "shell.execute_reply": "2026-11-28T22:49:15.358363Z"}),
         code("print(len(data))", outputs=["3\n"]),
     ]
     return nb
@@ -74,10 +78,14 @@ def test_student_edition_of_synthetic_notebook():
                      ("markdown", []), ("code", ["self-check"]), ("code", [])]
     stub, self_check = student.cells[3], student.cells[5]
     assert stub.source.startswith("# Exercise ex-demo-code: your code here")
-    assert ('\ndef double(x):\n    """Twice x."""\n    raise NotImplementedError("Exercise ex-demo-code: write double")\n'
-            in stub.source)
+    assert "Replace each `raise NotImplementedError(...)` line below by your code" in stub.source
+    assert ('\ndef double(x):\n    """Twice x."""\n    # replace the next line by the body of double\n'
+            '    raise NotImplementedError("Exercise ex-demo-code: write double")\n' in stub.source)
+    assert '# replace the next line by the code of your solution that runs the experiment\nraise NotImplementedError(' \
+        in stub.source
     assert stub.source.endswith('raise NotImplementedError("Exercise ex-demo-code: your code here")')
     assert stub.outputs == [] and self_check.outputs == [] and self_check.execution_count is None
+    assert "execution" not in self_check.metadata, "the timing of the removed output goes with it"
     assert "Write `double(x)`." in student.cells[2].source and "Text after the solution stays." == student.cells[4].source
     assert student.cells[1].outputs == nb.cells[1].outputs, "outputs of ordinary cells are kept"
     nbformat.validate(student)
@@ -228,6 +236,16 @@ def test_markdown_blocks_respect_longer_fences():
 
 def test_stub_of_code_without_functions_and_with_magics():
     assert stub_source("ex-a", ["%timeit x = 1"]).endswith('raise NotImplementedError("Exercise ex-a: your code here")')
+    assert "# replace the next line by your code\nraise" in stub_source("ex-a", ["%timeit x = 1"])
     only_functions = stub_source("ex-b", ["import numpy as np\n\ndef f(x, *, k: int = 2) -> float:\n    return k * x\n"])
     assert "def f(x, *, k: int=2) -> float:" in only_functions
     assert "your code here\")" not in only_functions, "a solution of functions only needs no extra raise"
+
+
+def test_book_self_checks_lose_their_run_metadata_in_the_student_edition():
+    """The book's self-check cells carry Jupyter's execution timings; their outputs go, and so do the timings."""
+    book = nbformat.read(CHAPTER_1 / "02_composition_is_dynamics.ipynb", as_version=4)
+    assert any("execution" in c.metadata for c in book.cells if "self-check" in c.metadata.get("tags", []))
+    student, _ = student_notebook(book)
+    checks = [c for c in student["cells"] if "self-check" in c["metadata"].get("tags", [])]
+    assert checks and all("execution" not in c["metadata"] and c["outputs"] == [] for c in checks)

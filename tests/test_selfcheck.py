@@ -213,3 +213,65 @@ def test_every_self_check_is_called_in_the_notebook_of_its_exercise():
         assert function.__name__ in called, f"no notebook calls {function.__name__} ({label})"
         for path in called[function.__name__]:
             assert f":label: {label}" in path.read_text(encoding="utf-8"), f"{path.name} has no exercise {label}"
+
+
+# --- grading mode -------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def default_mode(monkeypatch):
+    monkeypatch.delenv("MLDYN_GRADING", raising=False)
+    selfcheck.grading_mode(None)
+    yield
+    selfcheck.grading_mode(None)
+
+
+def test_book_mode_returns_the_failed_result_to_print(default_mode, capsys):
+    assert selfcheck.grading_mode() is False
+    result = check_midpoint_flow(euler_flow)
+    assert not result and "✗ ex-ch1-midpoint" in str(result)
+
+
+def test_grading_mode_raises_on_failure_with_the_same_message(default_mode):
+    book_message = str(check_midpoint_flow(euler_flow))
+    assert selfcheck.grading_mode(True) is True
+    with pytest.raises(AssertionError) as failure:
+        check_midpoint_flow(euler_flow)
+    assert isinstance(failure.value, selfcheck.SelfCheckFailed) and str(failure.value) == book_message
+    assert failure.value.result.failed_case == 1
+    assert check_midpoint_flow(midpoint_flow).passed, "a correct answer still passes quietly"
+    with pytest.raises(selfcheck.SelfCheckFailed, match="ex-ch1-noisy-fit"):
+        check("ex-ch1-noisy-fit", forward_differences)
+    assert selfcheck.grading_mode(False) is False
+    assert not check_midpoint_flow(euler_flow)
+
+
+def test_grading_mode_from_the_environment(default_mode, monkeypatch):
+    monkeypatch.setenv("MLDYN_GRADING", "1")
+    assert selfcheck.grading_mode()
+    with pytest.raises(selfcheck.SelfCheckFailed):
+        check_midpoint_flow(euler_flow)
+    assert selfcheck.grading_mode(False) is False, "an explicit switch wins over the environment"
+    assert not check_midpoint_flow(euler_flow)
+    monkeypatch.setenv("MLDYN_GRADING", "0")
+    assert selfcheck.grading_mode(None) is False
+    with pytest.raises(TypeError, match="on must be True, False or None"):
+        selfcheck.grading_mode("yes")
+
+
+def test_grading_mode_makes_run_all_stop_at_the_failed_check(default_mode, tmp_path):
+    """In a notebook run top to bottom (as "Run all" and nbgrader do), the failed check is a cell error."""
+    import nbformat
+    from nbclient import NotebookClient
+
+    nb = nbformat.v4.new_notebook()
+    nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.cells = [nbformat.v4.new_code_cell(source) for source in (
+        "from mldyn_lite import selfcheck\nselfcheck.grading_mode(True)",
+        "def midpoint_flow(f, x0, T, steps):\n    return x0 + T * f(0.0, x0)",
+        "print(selfcheck.check_midpoint_flow(midpoint_flow))",
+        "print('after')")]
+    run = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
+                         resources={"metadata": {"path": str(tmp_path)}}).execute()
+    errors = [(k, o.ename) for k, c in enumerate(run.cells) for o in c.outputs if o.output_type == "error"]
+    assert errors == [(2, "SelfCheckFailed")]

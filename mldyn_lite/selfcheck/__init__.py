@@ -16,6 +16,10 @@ The result prints as ``✓ …`` or ``✗ …`` with the details, and is truthy 
 by the exercise's label). A function that still raises ``NotImplementedError`` (the stub of the student
 edition, :mod:`mldyn_lite.coursework`) makes the check raise ``NotImplementedError`` too, naming the exercise.
 
+In a graded notebook, ``grading_mode(True)`` (or ``MLDYN_GRADING=1`` in the environment) makes a failed
+check raise :class:`SelfCheckFailed`, an ``AssertionError`` with the same message, so that "Run all" stops
+there and the autograder marks the cell wrong; in the book it stays off and the message is printed.
+
 The checks live in one module per chapter (:mod:`.ch1` … :mod:`.ch4`); :mod:`._framework` holds the
 registry, the cases and the result. Adding a check for another exercise: in the chapter's module, write
 ``check_<something>(fn)`` that builds a list of ``(description, case)`` pairs, where ``case()`` calls
@@ -25,11 +29,23 @@ finds it by the exercise's label; add its name to the module's ``__all__``.
 """
 
 from . import ch1, ch2, ch3, ch4
-from ._framework import CHECKS, CaseFailed, CheckResult, check, describe, diagnose, exercise_check, run_cases
+from ._framework import (
+    CHECKS,
+    CaseFailed,
+    CheckResult,
+    SelfCheckFailed,
+    check,
+    describe,
+    diagnose,
+    exercise_check,
+    grading_mode,
+    run_cases,
+)
 from .ch1 import *  # noqa: F403
 from .ch2 import *  # noqa: F403
 from .ch3 import *  # noqa: F403
 from .ch4 import *  # noqa: F403
 
-__all__ = ["CHECKS", "CaseFailed", "CheckResult", "check", "describe", "diagnose", "exercise_check", "run_cases",
+__all__ = ["CHECKS", "CaseFailed", "CheckResult", "SelfCheckFailed", "check", "describe", "diagnose", "exercise_check",
+           "grading_mode", "run_cases",
            *ch1.__all__, *ch2.__all__, *ch3.__all__, *ch4.__all__]

@@ -1,10 +1,18 @@
 """The self-check framework: a registry of checks by exercise label, cases, and the result a reader sees.
 
 See :mod:`mldyn_lite.selfcheck` for how a notebook uses a check and how to add one.
+
+**Grading mode.** In the book a failed check *prints* its message (the reader reads it and tries again). A
+graded notebook needs the failure to be an error, so that "Run all" stops there and an autograder
+(nbgrader marks a test cell wrong when it raises) sees it: after :func:`grading_mode` ``(True)``, or with the
+environment variable ``MLDYN_GRADING=1``, a failed check raises :class:`SelfCheckFailed` (an
+``AssertionError``) whose message is the same text. The nbgrader assignments of
+:mod:`mldyn_lite.coursework` switch it on in their setup cell.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -12,6 +20,26 @@ import numpy as np
 import torch
 
 CHECKS: dict[str, Callable] = {}
+GRADING_ENVIRONMENT_VARIABLE = "MLDYN_GRADING"
+_grading: bool | None = None  # None: follow the environment variable
+_QUERY = object()  # grading_mode() called without an argument
+
+
+def grading_mode(on=_QUERY) -> bool:
+    """Whether a failed self-check raises :class:`SelfCheckFailed` (grading) or returns a printable result (book).
+
+    ``grading_mode(True)`` / ``grading_mode(False)`` switch it for this process; ``grading_mode(None)`` goes back
+    to the default, which is on when the environment variable ``MLDYN_GRADING`` is ``1``, ``true`` or ``yes``.
+    Called without an argument it only reports the mode. Returns the mode now in force.
+    """
+    global _grading
+    if on is not _QUERY:
+        if on is not None and not isinstance(on, bool):
+            raise TypeError(f"on must be True, False or None, got {type(on).__name__}")
+        _grading = on
+    if _grading is not None:
+        return _grading
+    return os.environ.get(GRADING_ENVIRONMENT_VARIABLE, "").strip().lower() in {"1", "true", "yes"}
 
 
 def exercise_check(label: str):
@@ -33,6 +61,14 @@ def check(label: str, function) -> CheckResult:
 
 
 # --- the framework ------------------------------------------------------------------------------
+
+class SelfCheckFailed(AssertionError):
+    """A self-check failed in grading mode; the message is the check's report (case, expected, got, hint)."""
+
+    def __init__(self, result: CheckResult):
+        super().__init__(str(result))
+        self.result = result
+
 
 class CaseFailed(Exception):
     """Raised by a case when the reader's answer is wrong."""
@@ -73,7 +109,17 @@ class CheckResult:
 
 
 def run_cases(exercise: str, function, cases: list[tuple[str, Callable[[], None]]]) -> CheckResult:
-    """Run ``cases`` in order and stop at the first failure; see the module docstring."""
+    """Run ``cases`` in order and stop at the first failure; see the module docstring.
+
+    In :func:`grading_mode` a failure raises :class:`SelfCheckFailed` instead of returning the failed result.
+    """
+    result = _run_cases(exercise, function, cases)
+    if not result.passed and grading_mode():
+        raise SelfCheckFailed(result)
+    return result
+
+
+def _run_cases(exercise: str, function, cases: list[tuple[str, Callable[[], None]]]) -> CheckResult:
     name = getattr(function, "__name__", type(function).__name__)
     for number, (description, case) in enumerate(cases, start=1):
         try:
