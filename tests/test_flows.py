@@ -109,6 +109,14 @@ def test_classifier_features_are_the_euler_flow_of_its_field():
 # --- depth -> infinity recovers the flow map, at first order -----------------------------------------
 
 
+@pytest.mark.claim(
+    "ch1-reference-flow-accuracy",
+    page="notebooks/ch1/02_composition_is_dynamics",
+    anchor="ch1-euler-order",
+    statement="The dopri5 reference flow map is accurate to 3.24e-10, far below every measured error",
+    number="3.24e-10",
+    tolerance="reference error < 1e-9 and every measured error > 10 x it",
+)
 def test_reference_flow_map_is_accurate_enough(experiment):
     # notebook: the reference error (3.24e-10) is far below every measured error
     assert experiment["reference_error"] < 1e-9
@@ -117,6 +125,16 @@ def test_reference_flow_map_is_accurate_enough(experiment):
     assert experiment["rk4"][-1] / 16 < 10 * experiment["reference_error"]
 
 
+@pytest.mark.claim(
+    "ch1-resnet-first-order",
+    page="notebooks/ch1/02_composition_is_dynamics",
+    anchor="ch1-euler-order",
+    statement=("A residual network with L blocks is the Euler scheme of its flow: its error against the flow map "
+         "is first order in delta = T/L (measured slope 0.99; L x error settles at 1.3)"),
+    number="0.99",
+    tolerance=("0.9 <= slope <= 1.1; errors decreasing; L x error constant to 1% over the last doubling, in "
+         "(1.2, 1.4)"),
+)
 def test_resnet_error_is_first_order_in_delta(experiment):
     errors = experiment["euler"]
     assert 0.9 <= slope(EULER_DEPTHS, errors) <= 1.1  # notebook: 0.99
@@ -127,6 +145,16 @@ def test_resnet_error_is_first_order_in_delta(experiment):
     assert 1.2 < scaled[-1] < 1.4
 
 
+@pytest.mark.claim(
+    "ch1-rk4-fourth-order",
+    page="notebooks/ch1/02_composition_is_dynamics",
+    anchor="ch1-euler-order",
+    statement=("RK4 blocks are fourth order (slope 4.07, about sixteenfold per doubling), and 16 RK4 steps beat "
+         "512 Euler blocks"),
+    number="4.07",
+    tolerance=("3.6 <= slope <= 4.4; each doubling divides the error by 14 to 19; RK4 with 16 steps < Euler with "
+         "512"),
+)
 def test_rk4_is_fourth_order_and_beats_deep_euler(experiment):
     errors = experiment["rk4"]
     assert 3.6 <= slope(RK4_DEPTHS, errors) <= 4.4  # notebook: 4.07
@@ -136,6 +164,15 @@ def test_rk4_is_fourth_order_and_beats_deep_euler(experiment):
     assert errors[RK4_DEPTHS.index(16)] < experiment["euler"][EULER_DEPTHS.index(512)]
 
 
+@pytest.mark.claim(
+    "ch1-midpoint-second-order",
+    page="notebooks/ch1/02_composition_is_dynamics",
+    anchor="ex-ch1-midpoint",
+    statement=("Midpoint blocks (the exercise's solution) are second order (slope 1.92), and L midpoint blocks "
+         "beat 2L Euler blocks by a growing factor"),
+    number="1.92",
+    tolerance="1.8 <= slope <= 2.2; advantage over 2L Euler blocks > 1 and increasing",
+)
 def test_midpoint_exercise_is_second_order(experiment):
     errors = experiment["midpoint"]
     assert 1.8 <= slope(MIDPOINT_DEPTHS, errors) <= 2.2  # notebook: 1.92
@@ -178,6 +215,16 @@ def linear_accuracy(features, labels, steps=100):
         return ((z @ w + c > 0).long() == labels).float().mean().item()
 
 
+@pytest.mark.claim(
+    "ch1-resnet-separates-moons",
+    page="notebooks/ch1/02_composition_is_dynamics",
+    anchor="ch1-moons-flow",
+    statement=("A trained 16-block residual network moves the two moons until a straight line separates them: "
+         "91.5% at the input, 100.0% from layer 8 on; test accuracy 99.8%"),
+    number="91.5",
+    tolerance=("test accuracy > 0.97; linear accuracy < 0.95 at layer 0, >= 0.98 at layer 4, = 1 at layers 8 and "
+         "16"),
+)
 def test_trained_resnet_classifier_separates_two_moons():
     ml.set_seed(0)
     train_x, train_y = datasets.two_moons(400, noise=0.1, seed=0)

@@ -79,6 +79,17 @@ def test_lecture_field_is_the_lecture_ode():
     assert torch.allclose(flows.lecture_example_field(t, x), expected, atol=0, rtol=1e-15)
 
 
+@pytest.mark.claim(
+    "ch2-lecture-blow-up",
+    page="notebooks/ch2/01_continuum_resnets",
+    anchor="ch2-blow-up",
+    statement=("The lecture's example flow blows up in finite time: on a 41 x 41 grid of [-1, 1]^2 nothing "
+         "escapes |x| = 1e3 before 1.5 pi, 3.6% escapes before 2 pi (the first at 1.63 pi), 37.6% before 4 "
+         "pi; nothing of [-0.5, 0.5]^2 escapes"),
+    number="3.6",
+    tolerance=("none before 1.5 pi; 2% to 4% before 2 pi; 33% to 40% before 4 pi; first escape in (1.55 pi, 1.7 "
+         "pi); inner grid never escapes"),
+)
 def test_lecture_flow_blow_up_region():
     # notebook: on [-1, 1]^2 nothing escapes |x| = 1e3 before 1.5 pi; 3.6% of a 41 x 41 grid before 2 pi, 37.6%
     # before 4 pi, the first at t = 1.63 pi; on [-0.5, 0.5]^2 nothing escapes up to 4 pi
@@ -99,6 +110,16 @@ def test_lecture_flow_blow_up_region():
         assert xT.norm(dim=1).max().item() < 6  # bounded at 1.5 pi (largest 5.46, from a corner)
 
 
+@pytest.mark.claim(
+    "ch2-pulled-back-classifier",
+    page="notebooks/ch2/01_continuum_resnets",
+    anchor="ch2-pulled-back",
+    statement=("The linear classifier 1{x_T1 > 0} pulled back through the lecture's flow is curved but nearly a "
+         "line: the best straight line agrees with it on 97.5%, 98.3% and 93.8% of the square at T = pi/2, "
+         "pi, 3pi/2"),
+    number="93.8",
+    tolerance="every agreement in (0.9, 0.995); the lowest at T = 1.5 pi",
+)
 def test_pulled_back_linear_classifier_is_curved_but_nearly_a_line():
     # notebook: the best straight line agrees with 1{x_T1 > 0} pulled back on 97.5%, 98.3%, 93.8% of [-1, 1]^2
     x = lecture_points(81)
@@ -145,6 +166,16 @@ def rings_models():
     return {augment: train_flow_classifier(datasets.two_rings, augment) for augment in (0, 1)}
 
 
+@pytest.mark.claim(
+    "ch2-moons-separated",
+    page="notebooks/ch2/01_continuum_resnets",
+    anchor="ch2-learned-flow",
+    statement=("A learned flow (8 pieces, width 16) makes the two moons exactly linearly separable at t = T, "
+         "where no line separates them at t = 0 (best line 91.5%); test accuracy 99.8%"),
+    number="91.5",
+    tolerance=("test accuracy >= 0.97; not separable at t = 0 (best line < 0.95) nor at t = T/2; separable at t "
+         "= T with a perfect best line"),
+)
 def test_learned_flow_separates_two_moons():
     model, (train_x, train_y), (test_x, test_y) = train_flow_classifier(datasets.two_moons, 0)
     assert accuracy(model, test_x, test_y) >= 0.97  # notebook: 99.8%
@@ -157,6 +188,15 @@ def test_learned_flow_separates_two_moons():
     assert flows.best_linear_accuracy(path[-1], train_y)[0] == 1.0
 
 
+@pytest.mark.claim(
+    "ch2-augmented-rings",
+    page="notebooks/ch2/01_continuum_resnets",
+    anchor="ch2-rings",
+    statement=("With one augmented dimension the flow separates the nested rings (no line does before it, "
+         "49.5%): test accuracy 100.00%"),
+    number="100.00",
+    tolerance="test accuracy >= 0.97; rings not separable before (best line < 0.7), separable after the flow",
+)
 def test_augmented_flow_separates_nested_rings(rings_models):
     model, (train_x, train_y), (test_x, test_y) = rings_models[1]
     assert accuracy(model, test_x, test_y) >= 0.97  # notebook: 100%
@@ -167,6 +207,26 @@ def test_augmented_flow_separates_nested_rings(rings_models):
     assert flows.linearly_separable(features, train_y)
 
 
+@pytest.mark.claim(
+    "ch2-planar-channel",
+    page="notebooks/ch2/01_continuum_resnets",
+    anchor="ch2-rings",
+    statement=("A planar flow must cut a channel through the outer ring: it calls 2.00% of the circle r = 1 "
+         "'inside' and 14 of its 15 test errors are outer-ring points, while the augmented flow calls none "
+         "of it 'inside'; both flows invert to 1e-4"),
+    number="2.00",
+    tolerance=("planar: fraction of the circle called inside > 0, accuracy in [0.97, 1), > 80% of errors on the "
+         "outer ring; augmented: exactly 0; backward integration recovers inputs to 1e-4"),
+)
+@pytest.mark.claim(
+    "ch2-augmented-lift",
+    page="notebooks/ch2/01_continuum_resnets",
+    anchor="ex-ch2-augmented-lift",
+    statement=("The augmented flow separates the rings by height in the extra coordinate: inner ring at x_T,3 = "
+         "4.13 +- 0.47, outer ring at -2.46 +- 1.07"),
+    number="4.13",
+    tolerance="every inner-ring height above every outer-ring height (2000 test points)",
+)
 def test_planar_flow_must_cut_a_channel_through_the_outer_ring(rings_models):
     """A homeomorphism of the plane pulls a half-plane back to a connected, unbounded set: if it holds the inner
     disc it must cross the outer ring. The 2-D model does this; the augmented one needs not."""
@@ -221,6 +281,15 @@ def test_isotonic_regression_matches_scipy():
     assert np.array_equal(flows.isotonic_regression([3.0, 1.0, 2.0]), [2.0, 2.0, 2.0])
 
 
+@pytest.mark.claim(
+    "ch2-isotonic-bound",
+    page="notebooks/ch2/02_what_flows_can_and_cannot_do",
+    anchor="ch2-one-dimension",
+    statement=("The isotonic-regression bound for fitting y = -x by an increasing map is the variance of y: "
+         "0.3098 on the 200 points"),
+    number="0.3098",
+    tolerance="bound = variance of y to 1e-12, |bound - 1/3| < 0.03",
+)
 def test_isotonic_error_of_minus_x_is_its_variance():
     x, y = minus_x_data()
     bound = flows.isotonic_error(x, y)
@@ -242,6 +311,16 @@ def test_random_1d_flows_preserve_order(seed):
         assert flows.smallest_increment(model(x)) > 0
 
 
+@pytest.mark.claim(
+    "ch2-monotone-1d",
+    page="notebooks/ch2/02_what_flows_can_and_cannot_do",
+    anchor="ch2-one-dimension",
+    statement=("A trained one-dimensional flow cannot fit y = -x: its error 0.3109 stays above the isotonic "
+         "bound 0.3098, its map stays increasing and squeezes [-1, 1] to length 0.0038"),
+    number="0.3109",
+    tolerance=("bound - 1e-6 <= error < 1.01 x bound; increasing; range < 0.01; 32 steps per piece change the "
+         "error by < 1e-4"),
+)
 def test_trained_1d_flow_stays_above_the_isotonic_bound():
     model, error = train_1d()
     x, y = minus_x_data()
@@ -256,6 +335,15 @@ def test_trained_1d_flow_stays_above_the_isotonic_bound():
         assert abs((model(x) - y).square().mean().item() - error) < 1e-4
 
 
+@pytest.mark.claim(
+    "ch2-readout-or-augment",
+    page="notebooks/ch2/02_what_flows_can_and_cannot_do",
+    anchor="ch2-around-the-limit",
+    statement=("A linear readout or one augmented dimension removes the 1-D limit: mean square errors 6.2e-05 "
+         "and 9.4e-05 against the bound 0.310"),
+    number="6.2e-05",
+    tolerance="both errors < 1e-3; the augmented flow map x -> x_T,1 is decreasing",
+)
 def test_linear_readout_and_augmentation_remove_the_limit():
     _, with_readout = train_1d(readout="linear")
     assert with_readout < 1e-3  # notebook: 6.2e-5
@@ -273,6 +361,16 @@ def contracting_field(t, x):
     return -3 * torch.tanh(2 * x)
 
 
+@pytest.mark.claim(
+    "ch2-euler-non-monotone",
+    page="notebooks/ch2/02_what_flows_can_and_cannot_do",
+    anchor="ch2-euler-artefact",
+    statement=("Euler steps with h f' < -1 are not monotone: for f = -3 tanh(2x) the Euler map has negative "
+         "increments with L = 2 and 4 steps (-0.0019, -0.00018) and is increasing from L = 8 on, like the "
+         "flow"),
+    number="-0.0019",
+    tolerance="sign of the smallest increment: negative for L = 2, 4, 5; positive for L = 7, 8, 64 and RK4",
+)
 def test_euler_with_h_fprime_below_minus_one_breaks_monotonicity():
     x = torch.linspace(-2, 2, 4001, dtype=torch.float64)[:, None]
     with torch.no_grad():
@@ -291,6 +389,16 @@ def test_euler_with_h_fprime_below_minus_one_breaks_monotonicity():
         assert flows.smallest_increment(flows.euler_flow(contracting_field, x, 1.0, 7)) > 0
 
 
+@pytest.mark.claim(
+    "ch2-coarse-resnet",
+    page="notebooks/ch2/02_what_flows_can_and_cannot_do",
+    anchor="ch2-euler-artefact",
+    statement=("A trained 4-block Euler ResNet beats the flow bound on y = -x (0.0028 against 0.31), but the "
+         "flow of its own field does not (0.320) and is increasing"),
+    number="0.0028",
+    tolerance=("ResNet error < bound / 50 and non-monotone; its field's RK4 flow has error >= bound - 1e-6 and "
+         "is increasing"),
+)
 def test_trained_coarse_resnet_beats_the_bound_but_its_flow_does_not():
     model, error = train_1d(pieces=4, method="euler")  # 4 residual blocks, h = 1/4
     x, y = minus_x_data()
@@ -321,6 +429,15 @@ def test_rotation_reverses_the_line_with_one_augmented_dimension():
 # --- sufficient conditions in d >= 2 (notebook 2.2) ------------------------------------------------------------
 
 
+@pytest.mark.claim(
+    "ch2-well-function",
+    page="notebooks/ch2/02_what_flows_can_and_cannot_do",
+    anchor="ch2-control-family",
+    statement=("The ReLU well function freezes the box [-1, 1]^2 and pulls every other point towards it: after T "
+         "= 3 the outside points end within 0.031 of the box (from up to 0.63)"),
+    number="0.031",
+    tolerance="points inside do not move at all; each outside point ends within 10% of its starting distance",
+)
 def test_well_function_vanishes_exactly_on_the_box_and_freezes_it():
     x = 3 * torch.rand(2000, 2, generator=torch.Generator().manual_seed(0), dtype=torch.float64) - 1.5
     h = flows.well_function(x)
@@ -333,6 +450,15 @@ def test_well_function_vanishes_exactly_on_the_box_and_freezes_it():
     assert ((moved.abs() - 1).clamp(min=0).norm(dim=1)[~inside] < 0.1 * outside_distance[~inside]).all()
 
 
+@pytest.mark.claim(
+    "ch2-saddle-flow",
+    page="notebooks/ch2/02_what_flows_can_and_cannot_do",
+    anchor="ch2-saddle",
+    statement=("A planar flow of two-unit ReLU fields with the fixed readout g(z) = z_1 fits the saddle x_1 x_2 "
+         "to 0.8% of its variance; any affine map leaves 99.9%"),
+    number="0.8",
+    tolerance="relative test error < 3%; best affine fit leaves > 95% of the variance",
+)
 def test_planar_relu_flow_approximates_a_saddle_that_affine_maps_cannot():
     ml.set_seed(0)
     gen = torch.Generator().manual_seed(0)

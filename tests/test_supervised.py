@@ -51,6 +51,15 @@ def test_fit_polynomial_interpolates_when_there_are_fewer_samples_than_features(
     np.testing.assert_allclose(supervised.fit_polynomial(x, y, 5)(x), y, atol=1e-12)
 
 
+@pytest.mark.claim(
+    "ch1-approximation-error",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ch1-prm",
+    statement=("The approximation error of the polynomials of degree 3 for F*(x) = sin(3x) + x/2 on U[-1, 1] is "
+         "0.00297 (degree 5: 1.02e-05), below sigma^2 = 0.09"),
+    number="0.00297",
+    tolerance="within 1% of 0.00297 and 1.02e-5 (degrees 3, 5); degree 9 < 1e-11",
+)
 def test_polynomial_prm_is_the_best_polynomial_and_its_approximation_errors():
     errors = {d: supervised.excess_risk(supervised.polynomial_prm(d)) for d in (3, 5, 9)}
     assert errors[3] == pytest.approx(0.00297, rel=0.01)
@@ -87,6 +96,15 @@ def test_training_networks_together_is_training_them_alone():
 
 # --- the experiment -----------------------------------------------------------------------------
 
+@pytest.mark.claim(
+    "ch1-gap-law",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ch1-gap-experiment",
+    statement=("The generalisation gap of least squares on p = 6 Legendre features follows 2 sigma^2 p / N: "
+         "log-log slope -0.997, measured / predicted from 0.978 to 1.08 over N = 64..4096"),
+    number="-0.997",
+    tolerance="-1.05 < slope < -0.95 and 0.9 < gap / (2 sigma^2 p / N) < 1.1 at every N",
+)
 def test_polynomial_gap_follows_the_least_squares_law(polynomial_runs):
     run = polynomial_runs[5]
     slope, _ = ml.loglog_slope(run.sizes, run.mean_gap(paired=True))
@@ -95,6 +113,15 @@ def test_polynomial_gap_follows_the_least_squares_law(polynomial_runs):
     assert np.all((0.9 < ratio) & (ratio < 1.1)), ratio
 
 
+@pytest.mark.claim(
+    "ch1-gap-misspecified",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ch1-gap-experiment",
+    statement=("For the misspecified cubic (p = 4) the gap still falls like 1/N (slope -0.989) but lies a little "
+         "above the law (ratio 0.956 to 1.18)"),
+    number="-0.989",
+    tolerance="-1.1 < slope < -0.9; 0.9 < ratio < 1.25 at every N; 1.0 < mean ratio < 1.15",
+)
 def test_misspecified_cubic_gap_is_slightly_above_the_law(polynomial_runs):
     run = polynomial_runs[3]
     slope, _ = ml.loglog_slope(run.sizes, run.mean_gap(paired=True))
@@ -108,6 +135,15 @@ def test_gap_grows_with_the_number_of_features(polynomial_runs):
     assert np.all(polynomial_runs[5].mean_gap(paired=True) > polynomial_runs[3].mean_gap(paired=True))
 
 
+@pytest.mark.claim(
+    "ch1-gap-pairing",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ch1-gap-experiment",
+    statement=("Pairing the gap with that of F* (a control variate) cuts the relative standard error of the mean "
+         "gap at N = 4096 from 0.319 to 0.0502"),
+    number="0.0502",
+    tolerance="paired relative s.e. < 0.07 and plain > 4 x paired; both means agree within 3 s.e.",
+)
 def test_pairing_with_the_target_reduces_the_noise(polynomial_runs):
     run = polynomial_runs[5]
     plain = run.standard_error()[-1] / abs(run.mean_gap()[-1])
@@ -119,6 +155,15 @@ def test_pairing_with_the_target_reduces_the_noise(polynomial_runs):
     assert np.all(np.abs(difference) < 3 * run.standard_error())
 
 
+@pytest.mark.claim(
+    "ch1-risk-floor",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ch1-two-risks",
+    statement=("The empirical risk rises and the population risk falls towards the floor sigma^2 + eps_approx (p "
+         "= 4: R reaches 0.0931 against 0.093)"),
+    number="0.0931",
+    tolerance="R_N increasing, R decreasing, R_N < floor < R at every N; R(4096) within 0.5% of the floor",
+)
 def test_risks_approach_the_floor_from_both_sides(polynomial_runs):
     floors = {d: NOISE**2 + supervised.excess_risk(supervised.polynomial_prm(d)) for d in (3, 5)}
     for degree, run in polynomial_runs.items():
@@ -133,6 +178,16 @@ def test_risks_approach_the_floor_from_both_sides(polynomial_runs):
     assert cubic[0] == pytest.approx(quintic[0], rel=0.02)
 
 
+@pytest.mark.claim(
+    "ch1-network-gap",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ch1-gap-results",
+    statement=("The gap of a shallow tanh network (m = 32, 1500 Adam steps) falls 67.2 times from N = 16 to N = "
+         "1024 (slope -1.03), like a linear model with about 9 features, not 96"),
+    number="67.2",
+    tolerance=("gap(1024) < gap(16) / 10, -1.3 < slope < -0.8, effective features < 30 (test: 4 repeats, N = 16 "
+         "and 1024)"),
+)
 def test_network_gap_shrinks_by_more_than_ten(network_run):
     gap = network_run.mean_gap(paired=True)
     assert gap[-1] > 0
@@ -143,6 +198,15 @@ def test_network_gap_shrinks_by_more_than_ten(network_run):
     assert effective_features < 30   # far fewer than the 96 parameters
 
 
+@pytest.mark.claim(
+    "ch1-network-risks",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ch1-two-risks",
+    statement=("With N = 16 the network fits the noise (R_N 0.0461 < sigma^2) and predicts badly (R 0.154); at N "
+         "= 1024 R is 0.0907, near sigma^2 = 0.09"),
+    number="0.154",
+    tolerance="R_N(16) < 0.75 sigma^2, R(16) > 1.5 sigma^2, |R(1024) - sigma^2| <= 0.005 (test: 4 repeats)",
+)
 def test_network_risks(network_run):
     """The risk figure, and the training curves: with N = 16 the network fits the noise and predicts badly."""
     empirical, population = network_run.mean_risks(paired=True)
@@ -152,6 +216,16 @@ def test_network_risks(network_run):
     assert population[-1] == pytest.approx(NOISE**2, abs=0.005)
 
 
+@pytest.mark.claim(
+    "ch1-gap-exercise",
+    page="notebooks/ch1/01_supervised_learning",
+    anchor="ex-ch1-gap-noise",
+    statement=("With sigma = 0.1 and p = 10 the law holds from N = 128 on, while at N = 64 the mean gap is 2.75 "
+         "times the prediction (the median is not)"),
+    number="2.75",
+    tolerance=("0.9 < ratio < 1.1 for N >= 128; ratio(64) > 2; 0.8 < median ratio(64) < 1.3; slope in (-1.1, "
+         "-0.9)"),
+)
 def test_exercise_less_noise_more_features():
     sizes = np.array([64, 128, 256, 512, 1024])
     run = supervised.generalisation_gap("polynomial", sizes, repeats=200, noise=0.1, n_population=20_000,
