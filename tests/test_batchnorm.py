@@ -23,6 +23,15 @@ def _problem():
     return H, targets, starts
 
 
+@pytest.mark.claim(
+    "ch2-gd-threshold",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-batchnorm",
+    statement=("Plain gradient descent on least squares converges at eps = 1.9 (final loss below 1e-20, rounding "
+         "level) and diverges at eps = 2.1, on either side of 2 / lambda_max"),
+    number="<1e-20",
+    tolerance="loss < 1e-20 at eps = 1.9; diverged (inf) at eps = 2.1",
+)
 def test_gd_threshold_at_two_over_lambda_max():
     H, targets, _ = _problem()
     for u in targets[:3]:
@@ -37,6 +46,16 @@ def _bngd_final(H, targets, starts, rates, steps=5000):
     return runs, runs["loss"][:, -1].reshape(len(rates), 8)
 
 
+@pytest.mark.claim(
+    "ch2-bngd-range",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-batchnorm",
+    statement=("Batch-normalised GD converges below 1e-10 in all 8 draws (8/8) for every eps from about 0.3 to "
+         "30 and never diverges up to eps = 1e4, where only 3 of 8 draws converge in 5000 steps"),
+    number="8/8",
+    tolerance=("all 8 draws < 1e-10 for eps in [0.316, 31.6]; all losses finite; at eps = 1e4 at most 4 of 8 "
+         "below 1e-10; final effective rate < 2"),
+)
 def test_bngd_converges_over_a_wide_range():
     H, targets, starts = _problem()
     rates = [0.316, 1.0, 10.0, 31.6, 1e2, 1e3, 1e4]
@@ -50,6 +69,15 @@ def test_bngd_converges_over_a_wide_range():
     assert np.all(runs["effective_lr"][:, -1] < 2.0)
 
 
+@pytest.mark.claim(
+    "ch2-bn-weight-norm",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-bn-mechanism",
+    statement=("Under BNGD ||w|| never decreases and grows with eps; ||w_k||^2 = ||w_0||^2 + eps^2 sum ||grad_w "
+         "J||^2 along the iterates to rounding error (6.7e-16)"),
+    number="6.7e-16",
+    tolerance="final ||w|| increasing in eps; ||w_k|| non-decreasing; identity to rtol 1e-12",
+)
 def test_weight_norm_grows_with_learning_rate_and_obeys_identity():
     H, targets, starts = _problem()
     rates = [1.0, 10.0, 100.0, 1000.0, 10000.0]
@@ -66,6 +94,15 @@ def test_weight_norm_grows_with_learning_rate_and_obeys_identity():
     assert np.allclose(check["w_norm"] ** 2, predicted, rtol=1e-12)
 
 
+@pytest.mark.claim(
+    "ch2-bn-gradient",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-batchnorm",
+    statement=("The hand-written BN gradient equals autograd's (2.2e-16) and is orthogonal to w (scale "
+         "invariance)"),
+    number="2.2e-16",
+    tolerance="gradients to 1e-14; |w . grad_w J| < 1e-13; loss invariant under w -> 7w",
+)
 def test_gradients_against_autograd_and_scale_invariance():
     H, targets, starts = _problem()
     w = starts[1].clone().requires_grad_(True)
@@ -77,6 +114,15 @@ def test_gradients_against_autograd_and_scale_invariance():
     assert torch.allclose(bn.bn_loss(H, targets[1], 0.8, 7.0 * starts[1]), bn.bn_loss(H, targets[1], 0.8, starts[1]))
 
 
+@pytest.mark.claim(
+    "ch2-bn-start-scale",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ex-ch2-bn-start-scale",
+    statement=("A 100 times larger start acts like a 10^4 times smaller learning rate: at eps = 1e4 all 8 draws "
+         "then converge (every final loss below 1e-20, rounding level)"),
+    number="<1e-20",
+    tolerance="all 8 final losses < 1e-10",
+)
 def test_larger_start_behaves_like_smaller_learning_rate():
     H, targets, starts = _problem()
     result = bn.bngd_least_squares(H, targets, [1e4] * 8, 5000, w0=100.0 * starts)
