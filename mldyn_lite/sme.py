@@ -162,13 +162,17 @@ def sgd_paths(stochastic_gradient: Callable, theta0, lr: float, steps: int, *, n
         record_every = check_int("record_every", record_every, minimum=1)
     generator = _generator(seed, device)
     history = [theta.clone()] if record_every else None
+    step = torch.empty_like(theta)  # lr * grad, written in place: no new tensors per step (same arithmetic)
     for k in range(steps):
         grad = stochastic_gradient(theta, generator)
         if k == 0 and (not isinstance(grad, torch.Tensor) or grad.shape != theta.shape):
             shape = tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__
             raise ValueError(f"stochastic_gradient must return a tensor of shape {tuple(theta.shape)}, got {shape}")
-        factor = 1.0 if control is None else control(k, theta, grad)
-        theta = theta - lr * factor * grad
+        if control is None and grad.dtype == theta.dtype and grad.device == theta.device:
+            theta.sub_(torch.mul(grad, lr * 1.0, out=step))  # theta - (lr * 1.0) * grad, bit for bit
+        else:  # the control may keep theta: a new tensor each step
+            factor = 1.0 if control is None else control(k, theta, grad)
+            theta = theta - lr * factor * grad
         if k % 100 == 99 or k == steps - 1:
             raise_if_nonfinite(theta, k, "SGD iterate", "the learning rate is too large: SGD diverged")
         if record_every and ((k + 1) % record_every == 0 or k == steps - 1):
@@ -199,7 +203,12 @@ class ToyProblem:
         order = check_choice("order", order, {1, 2})
         if order == 1:
             return lambda x: -self.gradient(x)
-        return lambda x: -self.gradient(x) - 0.5 * lr * self.curvature(x) * self.gradient(x)
+
+        def drift(x):
+            gradient = self.gradient(x)  # evaluated once (the same numbers as evaluating it twice)
+            return -gradient - 0.5 * lr * self.curvature(x) * gradient
+
+        return drift
 
     def sme_diffusion(self, lr: float) -> Callable:
         r"""SME diffusion coefficient :math:`\sqrt{\eta}\,\Sigma(x)^{1/2}` (diagonal)."""
@@ -208,7 +217,17 @@ class ToyProblem:
 
 
 def _signs(shape, generator, like):
-    return 2.0 * torch.randint(2, shape, generator=generator, device=like.device).to(like.dtype) - 1.0
+    """Independent ±1 of ``like``'s dtype; the 0/1 draws are the same whatever the dtype, so one tensor suffices."""
+    return torch.randint(2, shape, generator=generator, device=like.device, dtype=like.dtype).mul_(2.0).sub_(1.0)
+
+
+def _multiplicative_sample(x, g):
+    return _signs(x.shape, g, x).add_(1.0).mul_(x)  # (1 + γ) x
+
+
+def _logcosh_sample(x, g):
+    signs = _signs(x.shape, g, x)
+    return torch.sub(x, signs, out=signs).tanh_()  # tanh(x - γ)
 
 
 def toy_problem(name: str) -> ToyProblem:
@@ -228,7 +247,7 @@ def toy_problem(name: str) -> ToyProblem:
         return ToyProblem(
             name, gradient=lambda x: x, curvature=lambda x: 1.0 + 0 * x,
             noise_std=lambda x: abs(x),
-            stochastic_gradient=lambda x, g: (1.0 + _signs(x.shape, g, x)) * x)
+            stochastic_gradient=_multiplicative_sample)
     if name in ("additive_gaussian", "additive_bernoulli"):
         if name == "additive_gaussian":
             def sample(x, g):
@@ -247,7 +266,7 @@ def toy_problem(name: str) -> ToyProblem:
         gradient=lambda x: 0.5 * (tanh(x - 1.0) + tanh(x + 1.0)),
         curvature=lambda x: 0.5 * ((1 - tanh(x - 1.0) ** 2) + (1 - tanh(x + 1.0) ** 2)),
         noise_std=lambda x: 0.5 * (tanh(x + 1.0) - tanh(x - 1.0)),
-        stochastic_gradient=lambda x, g: tanh(x - _signs(x.shape, g, x)),
+        stochastic_gradient=_logcosh_sample,
     )
 
 
@@ -342,12 +361,17 @@ def sde_paths(drift: Callable, diffusion: Callable, x0, T: float, steps: int, *,
     dt = T / steps
     generator = _generator(seed, device)
     history = [x.clone()] if record_every else None
+    noise, step = torch.empty_like(x), torch.empty_like(x)  # Euler–Maruyama works in place: no new tensors per step
     for k in range(steps):
         a, b = drift(x), diffusion(x)
         if k == 0 and (a.shape != x.shape or b.shape != x.shape):
             raise ValueError(f"drift and diffusion must return shape {tuple(x.shape)}, "
                              f"got {tuple(a.shape)} and {tuple(b.shape)}")
-        if scheme == "euler":
+        if scheme == "euler" and a.dtype == b.dtype == x.dtype and a.device == b.device == x.device:
+            # x + a dt + b (sqrt(dt) ξ), the same operations in the same order as the line below
+            noise.normal_(generator=generator).mul_(np.sqrt(dt)).mul_(b)
+            x.add_(torch.mul(a, dt, out=step)).add_(noise)
+        elif scheme == "euler":
             dW = np.sqrt(dt) * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
             x = x + a * dt + b * dW
         else:

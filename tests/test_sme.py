@@ -22,12 +22,41 @@ def _one_thread():
 @pytest.mark.parametrize("moments", [lambda lr: sme.multiplicative_noise_moments(lr, 2.0, 1.0),
                                      lambda lr: sme.additive_noise_moments(lr, 2.0, 3.0)],
                          ids=["multiplicative", "additive"])
+@pytest.mark.claim(
+    "ch2-sme-order-1",
+    page="notebooks/ch2/07_weak_approximation",
+    anchor="ch2-exact-moments",
+    statement=("SME1 is a weak order-1 approximation of SGD on both problems with exact moments: slopes 0.99 "
+         "(multiplicative noise) and 0.97 (additive noise)"),
+    number="0.97",
+    tolerance="|slope - 1| < 0.15 on both problems, eta = 2^-3..2^-9, T = 2",
+)
+@pytest.mark.claim(
+    "ch2-sme-order-2",
+    page="notebooks/ch2/07_weak_approximation",
+    anchor="ch2-exact-moments",
+    statement=("SME2 is a weak order-2 approximation of SGD on both problems with exact moments: slopes 2.04 "
+         "(multiplicative noise) and 2.03 (additive noise)"),
+    number="2.03",
+    tolerance="|slope - 2| < 0.2 on both problems, eta = 2^-3..2^-9, T = 2",
+)
 def test_weak_error_orders_on_exact_cases(moments):
     errors = {m: [abs(moments(lr)["sgd"] - moments(lr)[m]) for lr in LRS] for m in ("sme1", "sme2")}
     assert abs(sme.weak_error_slope(LRS, errors["sme1"]) - 1) < 0.15
     assert abs(sme.weak_error_slope(LRS, errors["sme2"]) - 2) < 0.2
 
 
+@pytest.mark.claim(
+    "ch2-gradient-flow-orders",
+    page="notebooks/ch2/07_weak_approximation",
+    anchor="ch2-sme-vs-flow",
+    statement=("The gradient flow is second order by coincidence under multiplicative noise (slope 2.04) and "
+         "first order under additive noise (1.06); from x_0 = 3 SME1 is less accurate than the flow, from "
+         "x_0 = 0 the flow misses everything"),
+    number="1.06",
+    tolerance=("|slope - 2| < 0.2 (multiplicative), |slope - 1| < 0.15 (additive); SME1 error > flow error from "
+         "x_0 = 3; SME1 within 10% and flow = 0 from x_0 = 0"),
+)
 def test_gradient_flow_order_differs_between_exact_cases():
     mult = [abs(sme.multiplicative_noise_moments(lr, 2.0)["sgd"] - np.exp(-4) / 2) for lr in LRS]
     add = [abs(sme.additive_noise_moments(lr, 2.0, 3.0)["sgd"] - 9 * np.exp(-4)) for lr in LRS]
@@ -42,6 +71,15 @@ def test_gradient_flow_order_differs_between_exact_cases():
 @pytest.mark.parametrize("name,x0,formula", [
     ("multiplicative", [1.0, -1.0], lambda: sme.multiplicative_noise_moments(0.125, 2.0, 2.0)["sgd"]),
     ("additive_gaussian", [3.0], lambda: sme.additive_noise_moments(0.125, 2.0, 3.0)["sgd"])])
+@pytest.mark.claim(
+    "ch2-exact-moments-simulated",
+    page="notebooks/ch2/07_weak_approximation",
+    anchor="ch2-exact-moments",
+    statement=("The closed-form SGD moments describe the simulated algorithm: E J(x_k) = 0.01926 (formula) "
+         "against 0.01931 +- 0.00005 from SGD chains, multiplicative noise, eta = 1/8"),
+    number="0.01926",
+    tolerance="simulated mean within 4 standard errors of the formula, both problems (test: 100 000 chains)",
+)
 def test_exact_sgd_moments_match_simulation(name, x0, formula):
     chains = sme.sgd_paths(sme.toy_problem(name).stochastic_gradient, torch.tensor(x0, dtype=F64), 0.125, 16,
                            n_paths=100_000, seed=1)
@@ -56,6 +94,15 @@ def _loss(theta):
     return 0.5 * theta[:, 0] ** 2 + theta[:, 1] ** 2 + 0.125 * (theta[:, 0] + theta[:, 1]) ** 4
 
 
+@pytest.mark.claim(
+    "ch2-modified-equation",
+    page="notebooks/ch2/06_sgd_as_sde",
+    anchor="ch2-modified-equation",
+    statement=("Gradient descent follows the gradient flow to first order and the modified flow of J + "
+         "(eta/4)|grad J|^2 to second order: observed orders 1.00 and 1.98"),
+    number="1.98",
+    tolerance="|order - 1| < 0.1 (gradient flow), |order - 2| < 0.15 (modified flow), eta = 2^-3..2^-6",
+)
 def test_gradient_descent_follows_modified_flow_to_second_order():
     def grad(x):
         x = x.detach().requires_grad_(True)
@@ -100,6 +147,15 @@ def _regression():
     return X, y, theta_star, (X.T @ X / 200).numpy()
 
 
+@pytest.mark.claim(
+    "ch2-noise-covariance",
+    page="notebooks/ch2/06_sgd_as_sde",
+    anchor="ch2-noise-covariance",
+    statement=("The gradient-noise covariance Sigma(theta*) from 20000 minibatches matches the per-sample "
+         "formula to 0.017 (relative)"),
+    number="0.017",
+    tolerance="relative Frobenius difference < 0.05",
+)
 def test_minibatch_covariance_matches_per_sample_formula():
     X, y, theta_star, _ = _regression()
     exact = sme.per_sample_covariance(X * (X @ theta_star - y)[:, None], 4)
@@ -119,14 +175,40 @@ def _stationary_ratio(lr, chains=500, seed=2):
     return measured / np.trace(sme.ou_stationary_covariance(H, lr * sigma))
 
 
+@pytest.mark.claim(
+    "ch2-stationary-spread-small-lr",
+    page="notebooks/ch2/06_sgd_as_sde",
+    anchor="ch2-stationary-spread",
+    statement=("At small learning rates the stationary spread of SGD is the SME1 (Lyapunov) prediction: tr C "
+         "ratio 1.022 at eta = 0.02"),
+    number="1.022",
+    tolerance="|ratio - 1| < 0.10 at eta = 0.02 (test: 500 chains instead of 1000)",
+)
 def test_small_learning_rate_stationary_spread_matches_sme():
     assert abs(_stationary_ratio(0.02) - 1) < 0.10
 
 
+@pytest.mark.claim(
+    "ch2-stationary-spread-large-lr",
+    page="notebooks/ch2/06_sgd_as_sde",
+    anchor="ch2-stationary-spread",
+    statement="At large learning rates SGD spreads more than SME1 predicts: tr C ratio 1.416 at eta = 0.4",
+    number="1.416",
+    tolerance="ratio > 1.2 at eta = 0.4 (test: 500 chains)",
+)
 def test_large_learning_rate_spread_exceeds_sme():
     assert _stationary_ratio(0.4) > 1.2
 
 
+@pytest.mark.claim(
+    "ch2-sgd-law-variance",
+    page="notebooks/ch2/06_sgd_as_sde",
+    anchor="ch2-sgd-law-slider",
+    statement=("For the two-point problem the variance of SGD matches SME1 at eta = 0.05 (0.0246 against 0.0245) "
+         "and exceeds it by about half at eta = 2/3 (0.4970 against 0.3272)"),
+    number="0.4970",
+    tolerance="variance ratio in (0.95, 1.05) at eta = 0.05 and in (1.3, 1.8) at eta = 2/3",
+)
 def test_bernoulli_slider_variances():
     problem = sme.toy_problem("additive_bernoulli")
     for lr, low, high in [(0.05, 0.95, 1.05), (2 / 3, 1.3, 1.8)]:
@@ -175,6 +257,15 @@ def test_weak2_scheme_reproduces_its_moment_recursion():
     assert abs(m - exact) < 0.01                                  # O(h^2) accurate
 
 
+@pytest.mark.claim(
+    "ch2-kolmogorov-solver",
+    page="notebooks/ch2/07_weak_approximation",
+    anchor="ch2-logcosh",
+    statement=("The backward Kolmogorov solver agrees with a weak-order-2 Monte Carlo run of SME2 on the "
+         "log-cosh problem: 0.58262 against 0.58267 +- 0.00094"),
+    number="0.58262",
+    tolerance="within 4 standard errors of Monte Carlo (100 000 paths); within 1e-4 of the exact OU moment",
+)
 def test_kolmogorov_solver_against_exact_and_monte_carlo():
     v = sme.sde_expectation_1d(lambda x: -x, lambda x: np.sqrt(0.1) + 0 * x, lambda x: x ** 2, 3.0, 2.0,
                                domain=(-8, 10), n_grid=1801, time_steps=400)
@@ -188,6 +279,16 @@ def test_kolmogorov_solver_against_exact_and_monte_carlo():
     assert abs(v - mean) < 4 * err
 
 
+@pytest.mark.claim(
+    "ch2-logcosh-first-order",
+    page="notebooks/ch2/07_weak_approximation",
+    anchor="ch2-logcosh",
+    statement=("On the non-quadratic log-cosh problem SME1 and the gradient flow show weak order 1 against Monte "
+         "Carlo SGD (slopes 1.0 and 0.99), and SME2 is far more accurate"),
+    number="0.99",
+    tolerance=("|slope - 1| < 0.15 for SME1 and the flow; each SME1 error > 10 s.e. and > 5 x the SME2 error "
+         "(test: eta = 2^-1..2^-4, 200 000 chains)"),
+)
 def test_logcosh_monte_carlo_orders():
     p, lrs = sme.toy_problem("logcosh"), 2.0 ** -np.arange(1, 5)
     flow = solve_ivp(lambda t, x: -p.gradient(x), (0, 2.0), [2.0], rtol=1e-12, atol=1e-12).y[0, -1]
@@ -211,6 +312,16 @@ def test_logcosh_monte_carlo_orders():
 A, S, LR, X0, K = np.array([1.0, 0.1]), np.array([1.0, 1.0]), 0.5, 5.0, 3000
 
 
+@pytest.mark.claim(
+    "ch2-csgd-oracle-rate",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-lr-control",
+    statement=("The optimal learning-rate control makes the error decay like Sigma / (a^2 k): slope -1.002 on "
+         "both coordinates, m_K a^2 K / Sigma = 1.001"),
+    number="-1.002",
+    tolerance=("|slope + 1| < 0.1 over the last 90% of steps; m_K a^2 K / Sigma within 0.01 of 1; u <= 1 and "
+         "non-increasing"),
+)
 def test_oracle_control_error_decays_like_one_over_k():
     m, u = sme.quadratic_second_moments(A, S, LR, X0 ** 2 * np.ones(2), K, "oracle")
     k = np.arange(K + 1)
@@ -230,6 +341,15 @@ def test_oracle_recursion_matches_simulated_sgd():
     assert np.allclose((theta ** 2).mean(0).numpy() / m[-1], 1.0, atol=0.08)
 
 
+@pytest.mark.claim(
+    "ch2-csgd-schedules",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-schedules",
+    statement=("A constant rate stalls at eta Sigma / (a (2 - eta a)) (m_K = 3.33e-01 for a = 1), and a global "
+         "1/k schedule set by the stiff direction leaves the soft one decaying like k^-0.2"),
+    number="3.33e-01",
+    tolerance="constant: m_K equals the stationary formula; soft coordinate under c = 1: |slope + 0.2| < 0.05",
+)
 def test_schedules_constant_and_global_one_over_k():
     m_const, _ = sme.quadratic_second_moments(A, S, LR, X0 ** 2 * np.ones(2), K, "constant")
     assert np.allclose(m_const[-1], LR * S / (A * (2 - LR * A)))
@@ -239,6 +359,15 @@ def test_schedules_constant_and_global_one_over_k():
     assert abs(ml.loglog_slope(k[tail], m_stiff[tail, 1])[0] + 0.2) < 0.05   # k^(-2a/c) with 2a/c = 0.2
 
 
+@pytest.mark.claim(
+    "ch2-csgd-practical-toy",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-schedules",
+    statement=("The practical cSGD controller ends close to the oracle on the stiff coordinate (ratio 1.07) and "
+         "1.64 times above it on the soft one"),
+    number="1.64",
+    tolerance="ratio < 1.2 (a = 1), 1.2 < ratio < 2.5 (a = 0.1)",
+)
 def test_practical_controller_close_to_oracle_on_toy():
     scale, sd = torch.tensor(A), torch.tensor(np.sqrt(S))
     theta = sme.sgd_paths(lambda x, g: scale * x + sd * torch.randn(x.shape, generator=g, dtype=F64),
@@ -248,6 +377,16 @@ def test_practical_controller_close_to_oracle_on_toy():
     assert ratio[0] < 1.2 and 1.2 < ratio[1] < 2.5        # close on the stiff, short of it on the soft coordinate
 
 
+@pytest.mark.claim(
+    "ch2-csgd-regression",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ch2-csgd-regression",
+    statement=("On least-squares regression the practical cSGD controller reaches the lowest excess risk "
+         "(4.12e-05), below the best global 1/k schedule (1.20e-04) and far below a constant rate "
+         "(1.45e-02)"),
+    number="4.12e-05",
+    tolerance="cSGD < soft 1/k schedule < constant / 10 (300 chains, 2000 steps)",
+)
 def test_practical_controller_beats_schedules_on_regression():
     gen = torch.Generator().manual_seed(0)
     X = torch.randn(500, 2, generator=gen, dtype=F64) * torch.tensor([1.0, 0.3], dtype=F64)
@@ -340,6 +479,15 @@ def test_cuda_matches_cpu():
     assert out.device.type == "cuda"
 
 
+@pytest.mark.claim(
+    "ch2-noise-anisotropic",
+    page="notebooks/ch2/06_sgd_as_sde",
+    anchor="ex-ch2-mlp-covariance",
+    statement=("The gradient noise of a 2-8-1 tanh network is far from isotropic: one direction of 33 carries "
+         "0.59 of tr Sigma"),
+    number="0.59",
+    tolerance="largest eigenvalue / trace = 0.59 +- 0.005",
+)
 def test_gradient_noise_of_a_small_network_is_dominated_by_one_direction():
     """Notebook 2.6, ex-ch2-mlp-covariance: for the 2-8-1 tanh network the largest eigenvalue carries 0.59 of tr Σ."""
     from torch.func import functional_call, grad, vmap
@@ -366,6 +514,17 @@ def test_gradient_noise_of_a_small_network_is_dominated_by_one_direction():
 
 # --------------------------------------------------------------------------- exercise solutions
 
+@pytest.mark.claim(
+    "ch2-logcosh-minimum",
+    page="notebooks/ch2/07_weak_approximation",
+    anchor="ex-ch2-logcosh-minimum",
+    statement=("Started at the minimum of the log-cosh problem, SME1 reproduces E x^2 of SGD within 7% at eta = "
+         "1/4 (0.074) and 1.5% at eta = 1/16, its error roughly halving with eta; SME2 is a little less "
+         "accurate"),
+    number="0.074",
+    tolerance=("SME1 relative error < 0.08 at eta = 1/4 and < 0.02 at 1/16, ratios of successive errors in (1.5, "
+         "3); SME1 < SME2 < 2 x SME1"),
+)
 def test_solution_logcosh_at_the_minimum_both_smes_reproduce_the_noise():
     """Notebook 2.7, ex-ch2-logcosh-minimum: from x0 = 0 (T = 2, 200 000 paths, seeds 20-22) the gradient flow
     predicts 0, while SME1 reproduces E x^2 of SGD within 7 % at eta = 1/4 (0.074) and 1.5 % at eta = 1/16
@@ -387,6 +546,15 @@ def test_solution_logcosh_at_the_minimum_both_smes_reproduce_the_noise():
     assert all(r1 < r2 < 2 * r1 for r1, r2 in zip(rel1, rel2))     # SME2 a little less accurate
 
 
+@pytest.mark.claim(
+    "ch2-stationary-variance-exercise",
+    page="notebooks/ch2/06_sgd_as_sde",
+    anchor="ex-ch2-discrete-lyapunov",
+    statement=("Relative to SGD, the stationary variance of SME1 is off by about -eta/2 and that of SME2 by "
+         "about -eta; at eta = 1/8, T = 2, x_0 = 0 the relative errors are 0.0667 and 0.118"),
+    number="0.118",
+    tolerance="closed forms to 1e-12; first-order coefficients within eta; 0.0667 and 0.118 to 5e-4",
+)
 def test_solution_discrete_lyapunov_stationary_variances():
     """Notebook 2.6, ex-ch2-discrete-lyapunov (lambda = sigma = 1): the stationary variance of SGD is
     eta / (2 - eta) = (eta / 2)(1 + eta/2 + O(eta^2)), that of SME2 is (eta / 2) / (1 + eta/2) = (eta/2)(1 - eta/2 + ...):
@@ -406,6 +574,15 @@ def test_solution_discrete_lyapunov_stationary_variances():
     assert abs(m["sme2"] / m["sgd"] - 1) == pytest.approx(0.118, abs=5e-4)
 
 
+@pytest.mark.claim(
+    "ch2-csgd-bias",
+    page="notebooks/ch2/08_learning_rate_control_and_batchnorm",
+    anchor="ex-ch2-csgd-bias",
+    statement=("Regressing SGD's own gradients on its iterates overestimates the curvature (slopes 1.048 and "
+         "0.135 against 1 and 0.1); fresh gradients remove the bias"),
+    number="1.048",
+    tolerance="1.02 < slope / a < 1.1 (stiff), 1.15 < slope / a < 1.6 (soft); fresh gradients within 2%",
+)
 def test_solution_csgd_regression_on_its_own_gradients_is_biased():
     """Notebook 2.8, ex-ch2-csgd-bias: regressing the gradients SGD used on its iterates (500 chains, 3000 steps,
     cSGD control, seed 4) gives slopes [1.048 0.135] against the true curvature [1, 0.1]: too large by a few per
