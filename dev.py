@@ -2,8 +2,13 @@
 """The book's two commands. Needs nothing but Python >= 3.10.
 
     python3 dev.py book   # install what is needed, execute every notebook, build _build/html
-    python3 dev.py test   # install what is needed, run unit tests, nbval (strict), the -W -n book build,
-                          # and the built site in headless Chromium (when Debian's chromium is installed)
+    python3 dev.py test   # install what is needed, run unit tests, nbval (strict), the PDF, the -W -n book build,
+                          # the built site in headless Chromium (when Debian's chromium is installed),
+                          # JupyterLab's live sliders in headless Chromium, and test-oldest
+    python3 dev.py pdf    # the PDF edition from the stored outputs (needs TeX Live: see README.md)
+    python3 dev.py test-oldest  # the lowest supported versions (pyproject.toml's floors) in .venv-oldest:
+                                # install the package as the notebooks' first cell does, execute every notebook
+                                # (or only the notebooks named after it)
 
 Both create (once) a virtual environment in ``.venv`` with the exact versions
 of ``requirements.txt`` and the helper package ``mldyn_lite`` installed in
@@ -15,8 +20,10 @@ from __future__ import annotations
 
 import hashlib
 import os
+import re
 import subprocess
 import sys
+import tempfile
 import time
 import venv
 from pathlib import Path
@@ -31,6 +38,14 @@ BOOK_ENV = {
 }
 BUILD = ["jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
 BROWSER_TEST = "tests/test_site_browser.py"  # needs the built site: runs after BUILD
+PDF_TEST = "tests/test_pdf.py"  # needs the PDF: runs after scripts/build_pdf.py
+LIVE_SLIDERS_TEST = "tests/test_live_sliders.py"  # JupyterLab in headless Chromium: runs on its own
+OLDEST_VENV = Path(os.environ.get("MLDYN_OLDEST_VENV", ROOT / ".venv-oldest")).resolve()
+OLDEST_BIN = OLDEST_VENV / ("Scripts" if os.name == "nt" else "bin")
+#: What executes the notebooks in the oldest environment (not dependencies of the package: newest versions).
+NOTEBOOK_RUNNER = ["ipykernel", "nbclient", "nbformat"]
+#: Notebooks executed at once by test-oldest (each uses one torch thread).
+OLDEST_JOBS = 2
 
 
 def run(*command: str, extra_env: dict[str, str] | None = None) -> None:
@@ -63,6 +78,118 @@ def ensure_environment() -> None:
     STAMP.write_text(requirements_digest())
 
 
+def floors() -> dict[str, str]:
+    """The lowest version each dependency in pyproject.toml allows ({name: version}), and ipywidgets' from the extra."""
+    text = (ROOT / "pyproject.toml").read_text()
+    block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)
+    if block is None:
+        sys.exit("pyproject.toml: no dependencies list found")
+    found = dict(re.findall(r'"([A-Za-z0-9_.-]+)>=([0-9][0-9.]*)', block.group(1)))
+    widgets = re.search(r'"ipywidgets>=([0-9][0-9.]*)', text)  # kernel_slider needs it; Colab and Jupyter have it
+    if widgets:
+        found["ipywidgets"] = widgets.group(1)
+    return found
+
+
+def pinned(name: str) -> str:
+    """The exact pin of ``name`` in requirements.txt (``name==version``)."""
+    for line in (ROOT / "requirements.txt").read_text().splitlines():
+        if line.lower().startswith(name.lower() + "=="):
+            return line.strip()
+    sys.exit(f"requirements.txt has no pin for {name}")
+
+
+def oldest_requirements() -> list[str]:
+    """Every floor exactly; torch stays at the pinned CPU build (the floor's CPU wheel is not on these machines)."""
+    return [pinned("torch") if name == "torch" else f"{name}=={version}" for name, version in floors().items()]
+
+
+def test_oldest(*paths: str) -> None:
+    """Floors in .venv-oldest, the package installed as the notebooks' first cell does, every notebook executed
+    (or only ``paths``)."""
+    if sys.version_info < (3, 10):
+        sys.exit(f"Python >= 3.10 is required, this is {sys.version.split()[0]}")
+    python = str(OLDEST_BIN / "python")
+    wanted = oldest_requirements()
+    stamp = OLDEST_VENV / ".mldyn-oldest"
+    digest = hashlib.sha256("\n".join(wanted + NOTEBOOK_RUNNER).encode()).hexdigest()
+    if not (stamp.exists() and stamp.read_text() == digest):
+        if not (OLDEST_BIN / "python").exists():
+            print(f"creating virtual environment in {OLDEST_VENV}", flush=True)
+            venv.EnvBuilder(with_pip=True).create(OLDEST_VENV)
+        run(python, "-m", "pip", "install", "--quiet", "--upgrade", "pip")
+        run(python, "-m", "pip", "install", "--quiet", *wanted, *NOTEBOOK_RUNNER)
+        stamp.write_text(digest)
+    # as the first cell of every notebook: pip install "mldyn_lite @ <repository>" (not editable, with its
+    # dependencies, which the floors already satisfy), here from this checkout instead of the repository URL
+    run(python, "-m", "pip", "uninstall", "--quiet", "--yes", "mldyn_lite")
+    run(python, "-m", "pip", "install", "--quiet", f"mldyn_lite @ {ROOT.as_uri()}")
+    run(python, "-m", "pip", "check")
+    # the versions a kernel sees (and not this checkout's source), before any notebook runs
+    print("+ (in a kernel of the oldest environment) check the versions the notebooks import", flush=True)
+    if subprocess.call([python, "-c", OLDEST_PROBE, *wanted], cwd=ROOT) != 0:
+        sys.exit("failed: the oldest environment does not hold the floors")
+    notebooks = ([Path(p).resolve() for p in paths] if paths else
+                 sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts))
+    start = time.perf_counter()
+    failed = execute_in_parallel(python, notebooks, OLDEST_JOBS)
+    print(f"{len(notebooks) - len(failed)} of {len(notebooks)} notebooks ran with the oldest supported versions "
+          f"in {time.perf_counter() - start:.0f} s", flush=True)
+    if failed:
+        sys.exit("failed with the oldest supported versions: " + ", ".join(str(p.relative_to(ROOT)) for p in failed))
+
+
+#: Runs in a fresh kernel of the oldest environment: every floor installed exactly, mldyn_lite not from the checkout.
+OLDEST_PROBE = r"""
+import sys
+import nbformat
+from nbclient import NotebookClient
+names = [w.split("==")[0] for w in sys.argv[1:]]
+probe = "import importlib.metadata as m, mldyn_lite\nprint(mldyn_lite.__file__)\nfor n in %r: print(n, m.version(n))" % names
+nb = nbformat.v4.new_notebook(cells=[nbformat.v4.new_code_cell(probe)])
+NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": "/"}}).execute()
+lines = [line for line in "".join(o.get("text", "") for o in nb.cells[0].outputs).split("\n") if line]
+print("kernel sees:", "; ".join(lines))
+def release(v):
+    parts = [int(p) for p in v.split("+")[0].split(".")]
+    return parts + [0] * (3 - len(parts))
+where, seen = lines[0], dict(line.split(" ", 1) for line in lines[1:])
+wrong = [f"{w} (kernel has {seen.get(w.split('==')[0])})" for w in sys.argv[1:]
+         if release(seen.get(w.split("==")[0], "0")) != release(w.split("==")[1])]
+if wrong or "site-packages" not in where:
+    sys.exit("oldest environment is not what it should be: " + ", ".join(wrong) + f"; mldyn_lite from {where}")
+"""
+
+
+def execute_in_parallel(python: str, notebooks: list[Path], jobs: int) -> list[Path]:
+    """Execute each notebook in a fresh kernel of ``python``'s environment, ``jobs`` at a time; return the failures."""
+    env = {**os.environ, **BOOK_ENV, "PATH": f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    env.pop("PYTHONPATH", None)
+    code = ("import sys; sys.path.insert(0, 'scripts'); from pathlib import Path; "
+            "from execute_notebooks import execute; print(f'{execute(Path(sys.argv[1])):7.1f} s  {sys.argv[1]}')")
+    waiting, running, failed = list(notebooks), [], []
+    while waiting or running:
+        while waiting and len(running) < jobs:
+            path = waiting.pop(0)
+            log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a long traceback cannot block the child
+            running.append((path, log, subprocess.Popen([python, "-c", code, str(path)], cwd=ROOT, env=env,
+                                                        stdout=log, stderr=subprocess.STDOUT)))
+        time.sleep(0.5)
+        for item in [r for r in running if r[2].poll() is not None]:
+            running.remove(item)
+            path, log, process = item
+            log.seek(0)
+            output = log.read()
+            log.close()
+            if process.returncode == 0:
+                lines = output.strip().splitlines() or [f"ran {path}"]
+                print(next((line for line in reversed(lines) if str(path) in line), lines[-1]), flush=True)
+            else:
+                failed.append(path)
+                print(f"FAILED {path.relative_to(ROOT)}:\n{output[-4000:]}", flush=True)
+    return failed
+
+
 def book() -> None:
     ensure_environment()
     start = time.perf_counter()
@@ -70,25 +197,39 @@ def book() -> None:
     print(f"\nBook built in {time.perf_counter() - start:.0f} s. Open: {ROOT / '_build' / 'html' / 'index.html'}")
 
 
+def pdf() -> None:
+    ensure_environment()
+    run(str(BIN / "python"), "scripts/build_pdf.py")
+
+
 def test() -> None:
     ensure_environment()
     python = str(BIN / "python")
     run(python, "-m", "ruff", "check", ".")
     run(python, "scripts/colab_cell.py")
-    # unit tests (tests/) and every notebook under nbval in strict mode (notebooks/)
-    run(python, "-m", "pytest", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg", "-ra",
-        f"--ignore={BROWSER_TEST}")
+    # unit tests (tests/) and every notebook under nbval in strict mode (notebooks/), on two workers (pytest-xdist;
+    # each test file and each notebook stays on one worker, and every worker uses one torch thread)
+    run(python, "-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg", "-ra",
+        f"--ignore={BROWSER_TEST}", f"--ignore={PDF_TEST}", f"--ignore={LIVE_SLIDERS_TEST}")
+    # the PDF edition from the stored outputs just checked, before the book build so that the site links it
+    # (without TeX: a message, and test_pdf.py skips, except in CI)
+    run(python, "scripts/build_pdf.py", "--if-tex")
+    run(python, "-m", "pytest", "-ra", PDF_TEST)
     # the book build turns any warning (broken reference, dropped output, failed cell, CDN asset) into a failure
     run(*BUILD)
     # the site just built, in headless Chromium with no network (skipped, with the reason, without Chromium)
     run(python, "-m", "pytest", "-ra", BROWSER_TEST, extra_env={"MLDYN_SITE": str(ROOT / "_build" / "html")})
+    # every ipywidgets panel in a live JupyterLab, driven by headless Chromium (skipped without Chromium)
+    run(python, "-m", "pytest", "-ra", LIVE_SLIDERS_TEST)
+    # the lowest versions pyproject.toml allows: every notebook must execute (outputs not compared)
+    test_oldest()
 
 
 def main(argv: list[str]) -> None:
-    commands = {"book": book, "test": test}
-    if len(argv) != 1 or argv[0] not in commands:
+    commands = {"book": book, "test": test, "test-oldest": test_oldest, "pdf": pdf}
+    if not argv or argv[0] not in commands or (len(argv) > 1 and argv[0] != "test-oldest"):
         sys.exit(__doc__)
-    commands[argv[0]]()
+    commands[argv[0]](*argv[1:])  # test-oldest takes optional notebook paths
 
 
 if __name__ == "__main__":
