@@ -209,8 +209,8 @@ def test() -> None:
     run(python, "scripts/colab_cell.py")
     # unit tests (tests/) and every notebook under nbval in strict mode (notebooks/), on two workers (pytest-xdist;
     # each test file and each notebook stays on one worker, and every worker uses one torch thread)
-    run(python, "-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg", "-ra",
-        f"--ignore={BROWSER_TEST}", f"--ignore={PDF_TEST}", f"--ignore={LIVE_SLIDERS_TEST}")
+    run(python, "-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg",
+        "-ra", f"--ignore={BROWSER_TEST}", f"--ignore={PDF_TEST}", f"--ignore={LIVE_SLIDERS_TEST}")
     # the PDF edition from the stored outputs just checked, before the book build so that the site links it
     # (without TeX: a message, and test_pdf.py skips, except in CI)
     run(python, "scripts/build_pdf.py", "--if-tex")
