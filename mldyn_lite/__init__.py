@@ -27,11 +27,16 @@ One module per topic, each readable on its own:
 * :mod:`mldyn_lite.coursework` — student and instructor editions (``python -m mldyn_lite.coursework``).
 """
 
+from importlib import metadata as _metadata
+
 from .measure import loglog_slope
 from .runtime import get_device, set_seed, set_threads, setup
 from .training import TrainingDivergedError, fit
 
-__version__ = "0.1.0"
+try:  # the version is written once, in pyproject.toml
+    __version__ = _metadata.version("mldyn_lite")
+except _metadata.PackageNotFoundError:  # imported from a source tree that was never installed
+    __version__ = "0+unknown"
 
 __all__ = [
     "TrainingDivergedError",

@@ -49,6 +49,8 @@ import torch
 from torch import nn
 
 from ._checks import check_array, check_callable, check_choice, check_float, check_int, check_tensor
+from .numerics import METHODS, RK4_RULES, integrate  # noqa: F401  (re-exported: flows.integrate)
+from .numerics import step as _step
 from .training import fit
 
 
@@ -58,74 +60,6 @@ def _check_flow_args(field, x0, T, steps):
     T = check_float("T", T, positive=True)
     steps = check_int("steps", steps, minimum=1)
     return T, steps
-
-
-def _check_velocity(velocity, x: torch.Tensor) -> torch.Tensor:
-    """Fail at the first step, not through silent broadcasting, if ``field(t, x)`` has the wrong shape."""
-    if not isinstance(velocity, torch.Tensor) or velocity.shape != x.shape:
-        got = tuple(velocity.shape) if isinstance(velocity, torch.Tensor) else type(velocity).__name__
-        raise ValueError(f"field(t, x) must return a tensor of the shape of x, {tuple(x.shape)}, got {got}")
-    return velocity
-
-
-#: The fixed-step methods :func:`integrate` knows.
-METHODS = ("rk4", "euler")
-#: The fourth-order Runge–Kutta rules :func:`rk4_flow` knows.
-RK4_RULES = ("3/8", "classic")
-
-
-def _step(field, t: float, x: torch.Tensor, dt: float, method: str, rule: str, check: bool) -> torch.Tensor:
-    """One explicit step of size ``dt`` (negative when integrating backward in time)."""
-    k1 = field(t, x)
-    if check:
-        _check_velocity(k1, x)
-    if method == "euler":
-        return x + dt * k1
-    if rule == "3/8":  # Kutta's 3/8 rule, torchdiffeq's "rk4"
-        k2 = field(t + dt / 3, x + dt * k1 / 3)
-        k3 = field(t + 2 * dt / 3, x + dt * (k2 - k1 / 3))
-        k4 = field(t + dt, x + dt * (k1 - k2 + k3))
-        return x + (k1 + 3 * (k2 + k3) + k4) * dt * 0.125
-    k2 = field(t + dt / 2, x + dt / 2 * k1)
-    k3 = field(t + dt / 2, x + dt / 2 * k2)
-    k4 = field(t + dt, x + dt * k3)
-    return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-
-
-def integrate(field, x0: torch.Tensor, T: float, steps: int, method: str = "rk4", *, t0: float = 0.0,
-              backward: bool = False, return_path: bool = False, rule: str = "3/8") -> torch.Tensor:
-    r"""Fixed-step integration of :math:`\dot x = f(t, x)` over a time span of length ``T``.
-
-    Forward (default): from :math:`x(t_0) = x_0` to :math:`x(t_0 + T)`, steps at
-    :math:`t_n = t_0 + n\delta`, :math:`\delta = T/\mathrm{steps}`.
-    Backward (``backward=True``): ``x0`` is read as the state at :math:`t_0 + T`
-    and the same ODE is integrated with step :math:`-\delta` down to :math:`t_0`,
-    which approximates the inverse flow map :math:`\varphi_T^{-1}` (to the
-    method's order; the backward scheme is not the exact inverse of the forward one).
-
-    ``method`` is ``"rk4"`` (``rule`` ``"3/8"``, the step of ``torchdiffeq``'s
-    ``method="rk4"``, or ``"classic"``) or ``"euler"`` (a residual block per step).
-    Returns the final state, shape ``(batch, d)``, or with ``return_path`` the
-    states at every step, shape ``(steps + 1, batch, d)``, in the order integrated.
-
-    A field that is piecewise constant in time must be integrated one piece at
-    a time (as :class:`ContinuousResNet` does): a stage evaluated exactly on a
-    switching time would otherwise see the neighbouring piece.
-    """
-    T, steps = _check_flow_args(field, x0, T, steps)
-    check_choice("method", method, METHODS)
-    check_choice("rule", rule, RK4_RULES)
-    t0 = check_float("t0", t0)
-    if not isinstance(backward, bool):
-        raise TypeError(f"backward must be True or False, got {type(backward).__name__}")
-    dt = -T / steps if backward else T / steps
-    t_start = t0 + T if backward else t0
-    x = x0
-    path = [x]
-    for n in range(steps):
-        x = _step(field, t_start + n * dt, x, dt, method, rule, check=(n == 0))
-        path.append(x)
-    return torch.stack(path) if return_path else x
 
 
 def inverse_flow(field, x_T: torch.Tensor, T: float, steps: int, method: str = "rk4") -> torch.Tensor:
@@ -141,6 +75,7 @@ def euler_flow(field, x0: torch.Tensor, T: float, steps: int, return_path: bool 
     :math:`\delta = T/\mathrm{steps}` and :math:`t_n = n\delta`. Returns :math:`x_T` of shape
     ``(batch, d)``, or the whole path of shape ``(steps + 1, batch, d)`` if ``return_path``.
     """
+    check_tensor("x0", x0, ndim=2)
     return integrate(field, x0, T, steps, "euler", return_path=return_path)
 
 
@@ -154,6 +89,7 @@ def rk4_flow(field, x0: torch.Tensor, T: float, steps: int, return_path: bool = 
     :math:`(1, 2, 2, 1)/6`. Both are fourth order and use four evaluations of
     ``field`` per step. Shapes as in :func:`euler_flow`.
     """
+    check_tensor("x0", x0, ndim=2)
     return integrate(field, x0, T, steps, "rk4", return_path=return_path, rule=rule)
 
 def reference_flow(field, x0: torch.Tensor, T: float, rtol: float = 1e-10, atol: float = 1e-12) -> torch.Tensor:
