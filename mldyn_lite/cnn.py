@@ -24,7 +24,8 @@ whatever its length — easy for a CNN, hard for an RNN (see
 
 Contents: :class:`DilatedCausalCNN`, :func:`tensorise`,
 :func:`tensorisation_ranks`, :func:`tt_svd`, :func:`cnn_from_cores`,
-:func:`delay_kernel`. :class:`DilatedCausalCNN` takes a ``device`` (default: the CPU).
+:func:`delay_kernel`. :class:`DilatedCausalCNN` takes a ``device`` (``None``: the CPU, the book's device
+rule, :mod:`mldyn_lite.numerics`) and draws its weights from a private generator seeded with ``seed``.
 """
 
 from __future__ import annotations
@@ -33,12 +34,14 @@ import numpy as np
 import torch
 
 from ._checks import check_array, check_float, check_int, check_tensor
+from .numerics import device_of, generator
 from .runtime import get_device
 
 
-def _device(device) -> torch.device:
-    """``None`` means the CPU (these models are tiny); anything else is validated by :func:`get_device`."""
-    return torch.device("cpu") if device is None else get_device(device)
+def _device(device, *inputs) -> torch.device:
+    """The book's device rule: ``device`` if given (validated), else the device of the first tensor among
+    ``inputs``, else the CPU (:func:`mldyn_lite.numerics.device_of`); never CUDA on its own."""
+    return get_device(device) if device is not None else device_of(*inputs)
 
 
 class DilatedCausalCNN(torch.nn.Module):
@@ -73,7 +76,7 @@ class DilatedCausalCNN(torch.nn.Module):
         init_scale = check_float("init_scale", init_scale, positive=True)
         self.layers, self.activation = layers, activation
         sizes = [1, *widths, 1]
-        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        gen = generator(seed)
         self.weights = torch.nn.ParameterList()
         for k in range(layers):
             w = torch.randn(sizes[k + 1], sizes[k], 2, generator=gen, dtype=torch.float64)

@@ -12,9 +12,12 @@ linear RNN :math:`\dot h_t = W h_t + U x_t,\ y_t = c^\top h_t` represents exactl
 the kernels :math:`\rho(s) = c^\top e^{W s} U`; for a diagonal
 :math:`W = \mathrm{diag}(-\lambda_1, \dots, -\lambda_m)` this is an exponential
 sum :math:`\rho(s) = \sum_i a_i e^{-\lambda_i s}`. Z. Li, Han, E & Q. Li (ICLR
-2021, "On the curse of memory in recurrent neural networks") prove that such
-sums approximate a target efficiently if and only if its memory decays
-exponentially.
+2021, "On the curse of memory in recurrent neural networks"; JMLR 23, 2022) prove
+a Jackson-type rate — if :math:`\rho \in C^{\alpha+1}` and
+:math:`e^{\beta s}\rho^{(k)}(s) \to 0`, :math:`k \le \alpha + 1`, some m-unit network has error at most
+:math:`C(\alpha)\gamma/(\beta m^\alpha)` — and a Bernstein-type converse: a target approximated *stably*
+has exponentially decaying memory (:func:`kinked_kernel` and :func:`polynomial_rate_errors` put the
+rate beside a measurement).
 
 This module holds what chapter 3 reuses:
 
@@ -23,6 +26,8 @@ This module holds what chapter 3 reuses:
   functional :func:`apply_kernel`;
 * sequence data sets: :func:`adding_problem`, :func:`lorenz_forecasting`,
   :func:`smoothing_seq2seq`, :func:`white_noise_functional`;
+* a kernel of known smoothness and decay and the error of the theorem's construction
+  (:func:`kinked_kernel`, :func:`polynomial_rate_errors`);
 * exponential-sum fitting with fixed rates (:func:`fit_exponential_sum`) and
   with free rates by variable projection (:func:`exponential_sum_path`,
   :func:`best_exponential_sum`);
@@ -31,8 +36,11 @@ This module holds what chapter 3 reuses:
   creates a memory kernel — an RNN runs this construction in reverse
   (C. Ma, J. Wang & W. E, Commun. Comput. Phys. 25, 2018; R. Zwanzig, 2001).
 
-Data sets are returned on ``device`` (default: the CPU; pass ``mldyn_lite.get_device()``
-or ``"cuda"`` for a GPU).
+Devices and randomness follow the book's rules (:mod:`mldyn_lite.numerics`): data sets are
+returned on ``device`` (default: the device of the input kernel where there is one, else the CPU;
+pass ``"cuda"`` for a GPU), random draws come from a private :func:`~mldyn_lite.numerics.generator`
+seeded with ``seed`` (the global random state is left alone), and the Lorenz trajectories are
+integrated with :func:`~mldyn_lite.numerics.integrate`.
 """
 
 from __future__ import annotations
@@ -43,12 +51,14 @@ import numpy as np
 import torch
 
 from ._checks import check_array, check_float, check_int, check_tensor
+from .numerics import device_of, generator, integrate
 from .runtime import get_device
 
 
-def _device(device) -> torch.device:
-    """``None`` means the CPU (these models are tiny); anything else is validated by :func:`get_device`."""
-    return torch.device("cpu") if device is None else get_device(device)
+def _device(device, *inputs) -> torch.device:
+    """The book's device rule: ``device`` if given (validated), else the device of the first tensor among
+    ``inputs``, else the CPU (:func:`mldyn_lite.numerics.device_of`); never CUDA on its own."""
+    return get_device(device) if device is not None else device_of(*inputs)
 
 # --------------------------------------------------------------------------- kernels
 
@@ -116,10 +126,6 @@ def apply_kernel(x: torch.Tensor, rho, dt: float = 1.0) -> torch.Tensor:
 # --------------------------------------------------------------------------- data sets
 
 
-def _generator(seed: int) -> torch.Generator:
-    return torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-
-
 def adding_problem(n: int, length: int = 30, seed: int = 0, device=None):
     r"""The adding problem as a sequence-to-sequence task.
 
@@ -133,7 +139,7 @@ def adding_problem(n: int, length: int = 30, seed: int = 0, device=None):
     """
     n = check_int("n", n, minimum=1)
     length = check_int("length", length, minimum=4)
-    gen = _generator(seed)
+    gen = generator(seed)
     values = torch.rand(n, length, generator=gen)
     half = length // 2
     first = torch.randint(0, half, (n,), generator=gen)
@@ -166,25 +172,15 @@ def lorenz_forecasting(n: int, length: int = 60, dt: float = 0.05, seed: int = 0
     n = check_int("n", n, minimum=1)
     length = check_int("length", length, minimum=2)
     dt = check_float("dt", dt, positive=True, maximum=0.2)
-    gen = _generator(seed)
+    gen = generator(seed)
     state = torch.randn(n, 3, generator=gen, dtype=torch.float64) * 5.0 + torch.tensor([0.0, 0.0, 25.0],
                                                                                         dtype=torch.float64)
     h = dt / 10
-
-    def rk4(s):
-        k1 = _lorenz_rhs(s)
-        k2 = _lorenz_rhs(s + 0.5 * h * k1)
-        k3 = _lorenz_rhs(s + 0.5 * h * k2)
-        k4 = _lorenz_rhs(s + h * k3)
-        return s + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-
-    for _ in range(400):  # burn-in onto the attractor (2 time units)
-        state = rk4(state)
-    observed = []
-    for _ in range(length + 1):
+    state = integrate(_lorenz_rhs, state, T=400 * h, steps=400, rule="classic")  # burn-in onto the attractor
+    observed = [state[:, 0] / 10.0]
+    for _ in range(length):
+        state = integrate(_lorenz_rhs, state, T=10 * h, steps=10, rule="classic")  # 10 RK4 substeps per sample
         observed.append(state[:, 0] / 10.0)
-        for _ in range(10):
-            state = rk4(state)
     series = torch.stack(observed, dim=1).float()
     device = _device(device)
     return series[:, :-1, None].to(device), series[:, 1:].to(device)
@@ -205,7 +201,7 @@ def smoothing_seq2seq(n: int, length: int = 40, width: float = 3.0, seed: int = 
     n = check_int("n", n, minimum=1)
     length = check_int("length", length, minimum=2)
     weights = torch.as_tensor(smoothing_weights(width), dtype=torch.float32)
-    x = torch.randn(n, length, generator=_generator(seed))
+    x = torch.randn(n, length, generator=generator(seed))
     half = (weights.numel() - 1) // 2
     y = torch.nn.functional.conv1d(torch.nn.functional.pad(x[:, None, :], (half, half)), weights[None, None, :])[:, 0]
     device = _device(device)
@@ -234,9 +230,9 @@ def white_noise_functional(rho, n: int, length: int, dt: float = 1.0, seed: int 
     n = check_int("n", n, minimum=1)
     length = check_int("length", length, minimum=1)
     dt = check_float("dt", dt, positive=True)
-    x = torch.randn(n, length, generator=_generator(seed), dtype=torch.float64) / math.sqrt(dt)
+    x = torch.randn(n, length, generator=generator(seed), dtype=torch.float64) / math.sqrt(dt)
     y = apply_kernel(x, rho, dt)
-    device = _device(device)
+    device = _device(device, rho)
     return x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
 
 
@@ -385,6 +381,51 @@ def best_exponential_sum(s, rho, m: int, rate_bounds=(1e-3, 1e2)):
     return rates, coefficients, fitted, error
 
 
+def kinked_kernel(s, power: float = 2.5, kink: float = 0.5) -> np.ndarray:
+    r"""A memory of known decay and smoothness: :math:`\rho(s) = e^{-s}\,|e^{-s} - \text{kink}|^{\text{power}}`.
+
+    In the variable :math:`u = e^{-s}` it is :math:`f(u) = u\,|u - u_0|^p`: the kernel decays like
+    :math:`e^{-s}` (so :math:`e^{\beta s}\rho^{(k)}(s) \to 0` for every :math:`\beta < 1`) and is exactly
+    :math:`\lceil p \rceil - 1` times continuously differentiable for non-integer :math:`p` (a singularity
+    :math:`|s - s_0|^p` at :math:`s_0 = -\ln u_0`), the test family of the Jackson-type rate (chapter 3.2).
+    """
+    power = check_float("power", power, positive=True)
+    kink = check_float("kink", kink, positive=True, maximum=1.0)
+    u = np.exp(-_lags(s))
+    return u * np.abs(u - kink) ** power
+
+
+def polynomial_rate_errors(units, power: float = 2.5, kink: float = 0.5, grid: int = 8001) -> np.ndarray:
+    r"""Error of an m-unit linear RNN with rates :math:`1, 2, \dots, m` fitted to :func:`kinked_kernel`.
+
+    The construction behind the Jackson-type theorem: with :math:`u = e^{-s}`, the kernel
+    :math:`\hat\rho(s) = \sum_{i=1}^m a_i e^{-i s} = u\,q(u)` is :math:`u` times a polynomial :math:`q` of degree
+    :math:`m - 1`, here fitted by least squares to :math:`g(u) = |u - u_0|^p` on ``grid`` equispaced points of
+    :math:`[0, 1]` (in a Chebyshev basis, which keeps the fit well conditioned; the network is the same).
+    The error is measured in the theorem's norm: for inputs with :math:`|x_t| \le 1`,
+
+    .. math:: \sup_t |H_t(\mathbf x) - \hat H_t(\mathbf x)| \le \int_0^\infty |\rho - \hat\rho|\,ds
+              = \int_0^1 |g(u) - q(u)|\,du
+
+    (with equality for the worst input :math:`x_{t-s} = \operatorname{sign}(\rho - \hat\rho)(s)`). Returns this
+    :math:`L^1` error (trapezoidal rule), one entry per ``m`` in ``units``.
+    """
+    from numpy.polynomial import chebyshev
+
+    power = check_float("power", power, positive=True)
+    kink = check_float("kink", kink, positive=True, maximum=1.0)
+    grid = check_int("grid", grid, minimum=100)
+    units = [check_int(f"units[{i}]", m, minimum=1) for i, m in enumerate(np.atleast_1d(units).tolist())]
+    u = np.linspace(0.0, 1.0, grid)
+    target = np.abs(u - kink) ** power
+    errors = []
+    for m in units:
+        coefficients = chebyshev.chebfit(2 * u - 1, target, m - 1)
+        residual = np.abs(chebyshev.chebval(2 * u - 1, coefficients) - target)
+        errors.append(float(np.sum((residual[1:] + residual[:-1]) / 2) * (u[1] - u[0])))
+    return np.array(errors)
+
+
 # --------------------------------------------------------------------------- Mori–Zwanzig
 
 
@@ -479,8 +520,10 @@ __all__ = [
     "exponential_kernel",
     "exponential_sum_path",
     "fit_exponential_sum",
+    "kinked_kernel",
     "lorenz_forecasting",
     "polynomial_kernel",
+    "polynomial_rate_errors",
     "smoothing_seq2seq",
     "smoothing_weights",
     "solve_memory_equation",

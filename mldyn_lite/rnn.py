@@ -27,30 +27,47 @@ can be measured over many runs (:func:`train_plateau`: a run escapes when the le
 the lag :math:`t_0`, minus :math:`e^{-t_0}`, reaches a fraction of the bump's height 1).
 
 Contents: :func:`residual_rnn`, :func:`linear_rnn_kernel`,
-:func:`train_linear_rnn_kernel`, :func:`plateau_target`,
+:func:`train_linear_rnn_kernel` (returns a :class:`KernelFit`), :func:`plateau_target`,
 :func:`diagonal_rnn_risk`, :func:`train_diagonal_rnn`, :func:`train_plateau`,
-:func:`learned_bump_amplitude`, :func:`escape_steps`, :func:`escape_iterations`, :func:`train_tanh_rnn`.
-Models and trainers take a ``device`` argument (default: the CPU, where these small problems are fastest;
-``"cuda"`` works unchanged).
+:func:`learned_bump_amplitude`, :func:`escape_steps`, :func:`escape_iterations`,
+:func:`bump_signal` (the escape-time estimate of chapter 3.3), :func:`train_tanh_rnn`.
+Models and trainers take a ``device`` argument: by the book's rule (:mod:`mldyn_lite.numerics`) ``None`` means
+the device of the input where there is one, else the CPU (where these small problems are fastest); ``"cuda"``
+works unchanged. Random initialisations use a private generator seeded with ``seed``
+(:func:`~mldyn_lite.numerics.generator`, or :func:`torch.random.fork_rng` around PyTorch's own initialisers),
+so the global random state is left alone.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ._checks import check_array, check_callable, check_choice, check_float, check_int, check_tensor
+from .numerics import device_of, generator
 from .runtime import get_device
 from .training import fit, raise_if_nonfinite
 
 
-def _device(device) -> torch.device:
-    """``None`` means the CPU (these models are tiny); anything else is validated by :func:`get_device`."""
-    return torch.device("cpu") if device is None else get_device(device)
+def _device(device, *inputs) -> torch.device:
+    """The book's device rule: ``device`` if given (validated), else the device of the first tensor or module
+    among ``inputs``, else the CPU (:func:`mldyn_lite.numerics.device_of`); never CUDA on its own."""
+    return get_device(device) if device is not None else device_of(*inputs)
+
+
+@contextmanager
+def _seeded_init(seed: int):
+    """A context in which PyTorch's default initialisers draw from ``seed``; the global state is restored after."""
+    seed = check_int("seed", seed, minimum=0)
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        yield
 
 SQRT_PI = math.sqrt(math.pi)
 
@@ -111,9 +128,10 @@ class SequenceRNN(torch.nn.Module):
         super().__init__()
         d_in = check_int("d_in", d_in, minimum=1)
         hidden = check_int("hidden", hidden, minimum=1)
-        torch.manual_seed(check_int("seed", seed, minimum=0))
-        self.rnn = torch.nn.RNN(d_in, hidden, batch_first=True, nonlinearity="tanh", bidirectional=bool(bidirectional))
-        self.readout = torch.nn.Linear(hidden * (2 if bidirectional else 1), 1)
+        with _seeded_init(seed):  # weights from `seed`, global random state untouched
+            self.rnn = torch.nn.RNN(d_in, hidden, batch_first=True, nonlinearity="tanh",
+                                    bidirectional=bool(bidirectional))
+            self.readout = torch.nn.Linear(hidden * (2 if bidirectional else 1), 1)
         self.to(_device(device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,7 +216,7 @@ class LinearRNN(torch.nn.Module):
         if low > high:
             raise ValueError(f"decay_range must be increasing, got {tuple(decay_range)!r}")
         max_frequency = check_float("max_frequency", max_frequency, nonnegative=True)
-        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        gen = generator(seed)
         pairs, single = self.m // 2, self.m % 2
         options = {"dtype": dtype, "device": _device(device)}
 
@@ -249,7 +267,17 @@ class LinearRNN(torch.nn.Module):
         return self.dt * torch.nn.functional.conv1d(padded, rho.flip(0)[None, None, :])[:, 0, :]
 
 
-def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, seed: int = 0, device=None):
+class KernelFit(NamedTuple):
+    """Result of :func:`train_linear_rnn_kernel` (unpacks as ``kernel, history, error, model``)."""
+
+    kernel: np.ndarray  #: the fitted kernel on the grid
+    history: list  #: the loss after each Adam step
+    error: float  #: relative L2 error on the grid
+    model: LinearRNN  #: the trained network
+
+
+def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, seed: int = 0,
+                            device=None) -> KernelFit:
     r"""Train a linear RNN with ``m`` hidden units (:class:`LinearRNN`) on the white-noise risk of a kernel.
 
     The loss is the trapezoidal :math:`\int (\rho - \hat\rho)^2 ds` on the uniform grid ``s``
@@ -258,9 +286,9 @@ def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, 
 
     Returns
     -------
-    kernel, history, relative error
-        The fitted kernel on the grid (numpy), the loss history, and
-        :math:`\|\rho - \hat\rho\| / \|\rho\|` on the grid.
+    KernelFit
+        ``kernel`` (the fitted kernel on the grid, numpy), ``history`` (the loss history), ``error``
+        (:math:`\|\rho - \hat\rho\| / \|\rho\|` on the grid) and the trained ``model``.
     """
     s = check_array("s", s, ndim=1)
     rho = check_array("rho", rho, ndim=1)
@@ -284,7 +312,7 @@ def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, 
     with torch.no_grad():
         kernel = model.kernel(s.size).cpu().numpy()
     error = float(np.sqrt((weights * (rho - kernel) ** 2).sum() / (weights * rho**2).sum()))
-    return kernel, history, error
+    return KernelFit(kernel, history, error, model)
 
 
 # --------------------------------------------------------------------------- plateaus: closed-form risk
@@ -608,6 +636,37 @@ def train_plateau(memories, seeds=(0,), options: PlateauOptions | None = None, d
                        escape=escape_steps(amplitudes, fraction))
 
 
+def bump_signal(a, rates, memories) -> np.ndarray:
+    r"""How fast gradient flow builds the bump at the lag :math:`t_0` from a plateau state (rates frozen).
+
+    On the plateau the easy part :math:`\bar\rho` is fitted and the bump enters the gradient only through
+    :math:`\partial R/\partial a_i \ni -2\langle \rho_{0,\omega}, e^{-\lambda_i t}\rangle`. Ignoring the coupling
+    between units, one gradient step of size :math:`\eta` changes the learned bump amplitude
+    :math:`A = \sum_i a_i e^{-\lambda_i t_0} - e^{-t_0}` by :math:`2\eta S(t_0)` with
+
+    .. math:: S(t_0) = \sum_i e^{-\lambda_i t_0}\,\langle e^{-(t - t_0)^2}, e^{-\lambda_i t}\rangle
+              \approx \sqrt\pi \sum_i e^{\lambda_i^2/4}\, e^{-2\lambda_i t_0},
+
+    exponentially small in the memory; the escape time is then of order :math:`1/(\eta\, S(t_0))`
+    (the mechanism of the exponential plateaus of Z. Li, J. Han, W. E & Q. Li, ICLR 2021, section 5).
+
+    ``a`` and ``rates``: a plateau state, arrays of shape ``(..., m)``; ``memories``: the :math:`t_0` at
+    which to evaluate. Returns an array of shape ``a.shape[:-1] + (len(memories),)``.
+    """
+    a = check_array("a", a)
+    rates = check_array("rates", rates)
+    if a.shape != rates.shape:
+        raise ValueError(f"a and rates must have the same shape, got {a.shape} and {rates.shape}")
+    if np.any(rates <= 0):
+        raise ValueError("rates must be positive")
+    from scipy.special import erfcx
+
+    t0 = np.asarray(_as_list("memories", memories, minimum=0.0))
+    lam = rates[..., None, :]
+    overlap = SQRT_PI / 2 * np.exp(-t0[:, None] ** 2) * erfcx(lam / 2 - t0[:, None])
+    return (np.exp(-lam * t0[:, None]) * overlap).sum(-1)
+
+
 def escape_steps(amplitudes, fraction: float = 0.25) -> np.ndarray:
     r"""First step at which the learned bump amplitude reaches ``fraction`` of the target's (``nan`` if never).
 
@@ -676,13 +735,13 @@ def train_tanh_rnn(memory: float, hidden: int = 16, steps: int = 600, lr: float 
     length = check_int("length", length, minimum=2)
     dt = check_float("dt", dt, positive=True)
     device = _device(device)
-    torch.manual_seed(check_int("seed", seed, minimum=0))
-    gen = torch.Generator().manual_seed(seed)
+    gen = generator(seed)
     rho = plateau_target(np.arange(length) * dt, t0)
     variance = float(dt * (rho**2).sum())
     kernel = torch.as_tensor(math.sqrt(dt) * rho, dtype=torch.float32, device=device)
-    rnn = torch.nn.RNN(1, hidden, batch_first=True, nonlinearity="tanh").to(device)
-    readout = torch.nn.Linear(hidden, 1).to(device)
+    with _seeded_init(seed):  # PyTorch's initialisation from `seed`; the global random state is left alone
+        rnn = torch.nn.RNN(1, hidden, batch_first=True, nonlinearity="tanh").to(device)
+        readout = torch.nn.Linear(hidden, 1).to(device)
     params = list(rnn.parameters()) + list(readout.parameters())
     opt = torch.optim.Adam(params, lr=lr)
     history = np.empty(steps)
@@ -701,9 +760,11 @@ def train_tanh_rnn(memory: float, hidden: int = 16, steps: int = 600, lr: float 
 
 
 __all__ = [
+    "KernelFit",
     "LinearRNN",
     "SequenceRNN",
     "bump_energy",
+    "bump_signal",
     "diagonal_rnn_risk",
     "PlateauOptions",
     "PlateauRuns",

@@ -15,8 +15,10 @@ from mldyn_lite.memory import (
     eliminate_hidden_variables,
     exponential_kernel,
     exponential_sum_path,
+    kinked_kernel,
     lorenz_forecasting,
     polynomial_kernel,
+    polynomial_rate_errors,
     smoothing_seq2seq,
     smoothing_weights,
     solve_memory_equation,
@@ -271,3 +273,69 @@ def test_solution_units_needed_for_a_relative_error_below_one_in_a_thousand():
             needed[name].append(below[0] if below else np.inf)
     assert needed["damped"] == [3, 3, 3, 3]
     assert needed["polynomial"] == [4, 5, 6, 6]
+
+
+def test_kinked_kernel_and_the_rate_construction():
+    """The kernel is u |u - 1/2|^p in u = e^{-s}; a polynomial g is fitted exactly once m - 1 >= its degree;
+    the L1 error equals a brute-force integral over the lags; bad arguments name themselves."""
+    s = np.array([0.0, np.log(2.0), 1.0])
+    assert np.allclose(kinked_kernel(s, power=2.5), np.exp(-s) * np.abs(np.exp(-s) - 0.5) ** 2.5)
+    assert kinked_kernel(np.log(2.0) * np.ones(1), power=1.5)[0] == pytest.approx(0.0, abs=1e-15)
+    # p = 2: g = (u - 1/2)^2 is a quadratic, so three units (q of degree 2) represent it exactly
+    exact = polynomial_rate_errors([2, 3, 4], power=2.0)
+    assert exact[0] > 1e-3 and np.all(exact[1:] < 1e-12)
+    # the L1 error is the integral over the lags of |rho - rho_hat| (rates 1..m, least squares in u)
+    m, u = 5, np.linspace(0.0, 1.0, 8001)
+    q = np.polynomial.chebyshev.Chebyshev.fit(2 * u - 1, np.abs(u - 0.5) ** 2.5, m - 1, domain=[-1, 1])
+    lags = np.linspace(0.0, 40.0, 400001)
+    brute = np.trapezoid(np.abs(kinked_kernel(lags, 2.5) - np.exp(-lags) * q(2 * np.exp(-lags) - 1)), lags)
+    assert polynomial_rate_errors([m], power=2.5)[0] == pytest.approx(brute, rel=1e-3)
+    with pytest.raises(ValueError, match="power"):
+        kinked_kernel(s, power=-1.0)
+    with pytest.raises(ValueError, match="kink"):
+        polynomial_rate_errors([4], kink=2.0)
+    with pytest.raises(ValueError, match="units"):
+        polynomial_rate_errors([0, 4])
+
+
+@pytest.mark.claim(
+    "ch3-jackson-rate",
+    page="notebooks/ch3/02_approximation_and_memory",
+    anchor="ch3-jackson-rate",
+    statement="Jackson-type rate beside the measurement: for rho_p(s) = e^{-s}|e^{-s} - 1/2|^p with p = 2.5, 3.5, 4.5 "
+              "(theorem: alpha = 1, 2, 3) the L1 error of an m-unit linear RNN (rates 1..m, least squares) falls "
+              "with slopes -3.46, -4.95, -6.16 over m = 4-24: faster than the guaranteed m^-alpha, and steeper "
+              "with each order of smoothness",
+    number="-3.46",
+    tolerance="slope < -(alpha + 1) for every p; each order of smoothness steepens the slope by 0.8 to 2; "
+              "the fitted bound C m^-alpha lies above every measured error",
+)
+def test_jackson_rate_is_set_by_smoothness():
+    """Notebook 3.2: slopes -3.46, -4.95, -6.16 (alpha = 1, 2, 3), the same computation and settings."""
+    units = np.array([4, 6, 8, 12, 16, 24])
+    slopes = []
+    for power, alpha in ((2.5, 1), (3.5, 2), (4.5, 3)):
+        errors = polynomial_rate_errors(units, power=power)
+        assert np.all(np.diff(errors) < 0)
+        slope = np.polyfit(np.log(units), np.log(errors), 1)[0]
+        assert slope < -(alpha + 1)  # the theorem's m^-alpha is a bound, and a loose one here
+        slopes.append(slope)
+    steps = -np.diff(slopes)
+    assert np.all((0.8 <= steps) & (steps <= 2.0))  # smoothness sets the rate
+    assert slopes[0] == pytest.approx(-3.46, abs=0.01)
+
+
+
+def test_data_sets_follow_the_device_rule_and_leave_the_global_state_alone():
+    torch.manual_seed(7)
+    expected = torch.rand(2)
+    torch.manual_seed(7)
+    x, _ = adding_problem(4, length=8, seed=1)
+    lorenz_forecasting(2, length=4, seed=1)
+    assert torch.equal(torch.rand(2), expected)  # seeded from a private generator
+    assert x.device.type == "cpu"  # no input, no device: the CPU
+    rho = torch.exp(-torch.arange(5.0, dtype=torch.float64))
+    x, y = white_noise_functional(rho, 3, 10, seed=0)
+    assert x.device == rho.device and y.device == rho.device  # follows the kernel's device
+    with pytest.raises(ValueError, match="device"):
+        adding_problem(2, device="not-a-device")
