@@ -38,6 +38,7 @@ BOOK_ENV = {
 }
 BUILD = ["jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
 BROWSER_TEST = "tests/test_site_browser.py"  # needs the built site: runs after BUILD
+API_PAGES_TEST = "tests/test_api_reference.py"  # its built-site half runs again after BUILD (skipped before it)
 PDF_TEST = "tests/test_pdf.py"  # needs the PDF: runs after scripts/build_pdf.py
 LIVE_SLIDERS_TEST = "tests/test_live_sliders.py"  # JupyterLab in headless Chromium: runs on its own
 OLDEST_VENV = Path(os.environ.get("MLDYN_OLDEST_VENV", ROOT / ".venv-oldest")).resolve()
@@ -129,12 +130,18 @@ def test_oldest(*paths: str) -> None:
     print("+ (in a kernel of the oldest environment) check the versions the notebooks import", flush=True)
     if subprocess.call([python, "-c", OLDEST_PROBE, *wanted], cwd=ROOT) != 0:
         sys.exit("failed: the oldest environment does not hold the floors")
-    notebooks = ([Path(p).resolve() for p in paths] if paths else
-                 sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts))
+    notebooks = (
+        [Path(p).resolve() for p in paths]
+        if paths
+        else sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    )
     start = time.perf_counter()
     failed = execute_in_parallel(python, notebooks, OLDEST_JOBS)
-    print(f"{len(notebooks) - len(failed)} of {len(notebooks)} notebooks ran with the oldest supported versions "
-          f"in {time.perf_counter() - start:.0f} s", flush=True)
+    print(
+        f"{len(notebooks) - len(failed)} of {len(notebooks)} notebooks ran with the oldest supported versions "
+        f"in {time.perf_counter() - start:.0f} s",
+        flush=True,
+    )
     if failed:
         sys.exit("failed with the oldest supported versions: " + ", ".join(str(p.relative_to(ROOT)) for p in failed))
 
@@ -165,15 +172,24 @@ def execute_in_parallel(python: str, notebooks: list[Path], jobs: int) -> list[P
     """Execute each notebook in a fresh kernel of ``python``'s environment, ``jobs`` at a time; return the failures."""
     env = {**os.environ, **BOOK_ENV, "PATH": f"{Path(python).parent}{os.pathsep}{os.environ.get('PATH', '')}"}
     env.pop("PYTHONPATH", None)
-    code = ("import sys; sys.path.insert(0, 'scripts'); from pathlib import Path; "
-            "from execute_notebooks import execute; print(f'{execute(Path(sys.argv[1])):7.1f} s  {sys.argv[1]}')")
+    code = (
+        "import sys; sys.path.insert(0, 'scripts'); from pathlib import Path; "
+        "from execute_notebooks import execute; print(f'{execute(Path(sys.argv[1])):7.1f} s  {sys.argv[1]}')"
+    )
     waiting, running, failed = list(notebooks), [], []
     while waiting or running:
         while waiting and len(running) < jobs:
             path = waiting.pop(0)
             log = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a long traceback cannot block the child
-            running.append((path, log, subprocess.Popen([python, "-c", code, str(path)], cwd=ROOT, env=env,
-                                                        stdout=log, stderr=subprocess.STDOUT)))
+            running.append(
+                (
+                    path,
+                    log,
+                    subprocess.Popen(
+                        [python, "-c", code, str(path)], cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT
+                    ),
+                )
+            )
         time.sleep(0.5)
         for item in [r for r in running if r[2].poll() is not None]:
             running.remove(item)
@@ -206,11 +222,26 @@ def test() -> None:
     ensure_environment()
     python = str(BIN / "python")
     run(python, "-m", "ruff", "check", ".")
+    run(python, "-m", "ruff", "format", "--check", ".")  # the formatter's layout (pyproject.toml: [tool.ruff.format])
     run(python, "scripts/colab_cell.py")
     # unit tests (tests/) and every notebook under nbval in strict mode (notebooks/), on two workers (pytest-xdist;
     # each test file and each notebook stays on one worker, and every worker uses one torch thread)
-    run(python, "-m", "pytest", "-n", "2", "--dist", "loadfile", "--nbval", "--nbval-sanitize-with", "nbval_sanitize.cfg",
-        "-ra", f"--ignore={BROWSER_TEST}", f"--ignore={PDF_TEST}", f"--ignore={LIVE_SLIDERS_TEST}")
+    run(
+        python,
+        "-m",
+        "pytest",
+        "-n",
+        "2",
+        "--dist",
+        "loadfile",
+        "--nbval",
+        "--nbval-sanitize-with",
+        "nbval_sanitize.cfg",
+        "-ra",
+        f"--ignore={BROWSER_TEST}",
+        f"--ignore={PDF_TEST}",
+        f"--ignore={LIVE_SLIDERS_TEST}",
+    )
     # the PDF edition from the stored outputs just checked, before the book build so that the site links it
     # (without TeX: a message, and test_pdf.py skips, except in CI)
     run(python, "scripts/build_pdf.py", "--if-tex")
@@ -218,7 +249,8 @@ def test() -> None:
     # the book build turns any warning (broken reference, dropped output, failed cell, CDN asset) into a failure
     run(*BUILD)
     # the site just built, in headless Chromium with no network (skipped, with the reason, without Chromium)
-    run(python, "-m", "pytest", "-ra", BROWSER_TEST, extra_env={"MLDYN_SITE": str(ROOT / "_build" / "html")})
+    # and every public name on its module's API page in that site
+    run(python, "-m", "pytest", "-ra", BROWSER_TEST, API_PAGES_TEST, extra_env={"MLDYN_SITE": str(ROOT / "_build" / "html")})
     # every ipywidgets panel in a live JupyterLab, driven by headless Chromium (skipped without Chromium)
     run(python, "-m", "pytest", "-ra", LIVE_SLIDERS_TEST)
     # the lowest versions pyproject.toml allows: every notebook must execute (outputs not compared)

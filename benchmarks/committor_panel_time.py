@@ -58,9 +58,11 @@ def main(repeats: int = 3) -> None:
             show_committor_at(kT, X, Y, V)
             wall.append(time.perf_counter() - start_wall)
             cpu.append(time.process_time() - start_cpu)
-    print(f"CPU time median {statistics.median(cpu):.3f} s [{min(cpu):.3f}-{max(cpu):.3f}], "
-          f"wall median {statistics.median(wall):.3f} s [{min(wall):.3f}-{max(wall):.3f}] "
-          f"({len(POSITIONS)} positions x {repeats} repeats)")
+    print(
+        f"CPU time median {statistics.median(cpu):.3f} s [{min(cpu):.3f}-{max(cpu):.3f}], "
+        f"wall median {statistics.median(wall):.3f} s [{min(wall):.3f}-{max(wall):.3f}] "
+        f"({len(POSITIONS)} positions x {repeats} repeats)"
+    )
 
 
 if __name__ == "__main__":

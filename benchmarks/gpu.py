@@ -153,27 +153,28 @@ def _onsager_train(device, dry):
     states, derivatives, points = _lorenz_data(dry)
     hidden, batch = (16, 256) if dry else (128, 32768)
     torch.manual_seed(0)
-    model = OnsagerNet(3, hidden=hidden)
+    model = OnsagerNet(3, width=hidden)
 
     def run(n):
-        return train_vector_field(model, states, derivatives, steps=n, batch_size=batch, eval_every=10**6, seed=0,
-                                  device=device)
+        return train_vector_field(
+            model, states, derivatives, steps=n, batch_size=batch, eval_every=10**6, seed=0, device=device
+        )
 
     return f"Lorenz '63, {points} points, OnsagerNet hidden {hidden}, batch {batch}; per AdamW step", run
 
 
-@workload("onsager_integrate", "onsager.integrate (OnsagerNet, RK4)")
+@workload("onsager_integrate", "onsager.rollout (OnsagerNet, RK4)")
 def _onsager_integrate(device, dry):
-    from mldyn_lite.onsager import OnsagerNet, integrate
+    from mldyn_lite.onsager import OnsagerNet, rollout
 
     hidden, batch = (16, 256) if dry else (128, 2**15)
     torch.manual_seed(0)
-    model = OnsagerNet(3, hidden=hidden).to(device)
+    model = OnsagerNet(3, width=hidden).to(device)
     h0 = (2 * torch.randn(batch, 3, generator=torch.Generator().manual_seed(1))).to(device)
     dt = 0.01
 
     def run(n):
-        return integrate(model, h0, n * dt, dt=dt, save_every=10**9)
+        return rollout(model, h0, n * dt, dt=dt, save_every=10**9).path
 
     return f"OnsagerNet hidden {hidden}, {batch} trajectories; per RK4 step", run
 
@@ -188,8 +189,17 @@ def _sme_weak2(device, dry):
     x0 = torch.tensor([2.0], dtype=torch.float64)
 
     def run(n):
-        return sme.sde_paths(problem.sme_drift(lr, 2), problem.sme_diffusion(lr), x0, n * dt, n, n_paths=paths,
-                             scheme="weak2", seed=0, device=device)
+        return sme.sde_paths(
+            problem.sme_drift(lr, 2),
+            problem.sme_diffusion(lr),
+            x0,
+            n * dt,
+            n,
+            n_paths=paths,
+            scheme="weak2",
+            seed=0,
+            device=device,
+        )
 
     return f"SME2 of the log-cosh loss, {paths} paths, float64; per step", run
 
@@ -232,8 +242,11 @@ def _plateau_small(device, dry):
     def run(n):
         return train_diagonal_rnn(memories, seeds=seeds, m=16, steps=n, device=device)
 
-    return (f"{len(memories) * len(seeds)} runs, m = 16 (the GPU-only sweep below); per Adam step — "
-            "small tensors, launch-bound on a GPU", run)
+    return (
+        f"{len(memories) * len(seeds)} runs, m = 16 (the GPU-only sweep below); per Adam step — "
+        "small tensors, launch-bound on a GPU",
+        run,
+    )
 
 
 @workload("plateau_sampled", "rnn.train_tanh_rnn (sampled sequences)")
@@ -243,7 +256,7 @@ def _plateau_sampled(device, dry):
     hidden, batch, length = (8, 16, 20) if dry else (128, 1024, 100)
 
     def run(n):
-        return train_tanh_rnn(3.0, hidden=hidden, steps=n, batch=batch, length=length, seed=0, device=device)
+        return train_tanh_rnn(3.0, width=hidden, steps=n, batch_size=batch, length=length, seed=0, device=device)
 
     return f"tanh RNN, {hidden} hidden, batch {batch} × length {length}, float32; per Adam step", run
 
@@ -272,8 +285,9 @@ def _clock(fn: Callable[[], object], device: torch.device) -> float:
     return _timed(fn, device)[0]
 
 
-def seconds_per_step(run: Callable[[int], object], device: torch.device, target_seconds: float,
-                     max_steps: int) -> tuple[float, int]:
+def seconds_per_step(
+    run: Callable[[int], object], device: torch.device, target_seconds: float, max_steps: int
+) -> tuple[float, int]:
     """Time per step from a 1-step and an n-step run (set-up cancels); n is chosen to take about ``target_seconds``."""
     run(2 if device.type == "cuda" else 1)  # warm-up: first autograd calls; CUDA context, cuBLAS/cuDNN handles
     one = _clock(lambda: run(1), device)
@@ -309,30 +323,38 @@ def committor_high_dimension(device: torch.device, dry: bool) -> tuple[str, floa
     dim, steps, batch = (6, 20, 256) if dry else (50, 1500, 4096)
     reference = cm.solve_committor_fv(cm.mueller_brown, 10.0, 135)
     sampler = cm.BoltzmannSampler(cm.mueller_brown, kT=10.0, dim=dim, device=device)
-    seconds, fit = _timed(lambda: cm.fit_committor(sampler, seed=0, steps=steps, batch=batch, boundary_batch=batch // 5),
-                          device)
+    seconds, fit = _timed(
+        lambda: cm.fit_committor(sampler, seed=0, steps=steps, batch=batch, boundary_batch=batch // 5), device
+    )
     errors = cm.committor_errors(fit.net, reference, dim=dim, seed=1)
-    return (f"committor NN in d = {dim}: {steps} Adam steps, batch {batch}", seconds,
-            f"relative L2 error against the 2-D FD committor (135×135): {errors['low_energy']:.3g} (low-energy), "
-            f"{errors['transition']:.3g} (transition)")
+    return (
+        f"committor NN in d = {dim}: {steps} Adam steps, batch {batch}",
+        seconds,
+        f"relative L2 error against the 2-D FD committor (135×135): {errors['low_energy']:.3g} (low-energy), "
+        f"{errors['transition']:.3g} (transition)",
+    )
 
 
 def plateau_sweep(device: torch.device, dry: bool) -> tuple[str, float, str]:
     from mldyn_lite.rnn import escape_iterations, train_diagonal_rnn
 
     memories, seeds, steps = (_SWEEP_MEMORIES[:3], range(4), 300) if dry else (_SWEEP_MEMORIES, range(_SWEEP_SEEDS), 30000)
-    seconds, losses = _timed(lambda: train_diagonal_rnn(memories, seeds=seeds, m=16, steps=steps, stop_when_escaped=True,
-                                                        device=device), device)
-    escape = escape_iterations(losses, memories)[:, 0]
+    seconds, runs = _timed(
+        lambda: train_diagonal_rnn(memories, seeds=seeds, m=16, steps=steps, stop_when_escaped=True, device=device), device
+    )
+    escape = escape_iterations(runs.losses, memories)[:, 0]
     escaped = np.isfinite(escape).mean(axis=1)
     median = np.median(np.where(np.isfinite(escape), escape, np.inf), axis=1)  # inf when half never escape
     listing = ", ".join(f"{t:g}: {int(v) if np.isfinite(v) else f'> {steps}'}" for t, v in zip(memories, median))
     finite = np.isfinite(median)
     rate = np.polyfit(np.array(memories)[finite], np.log(median[finite]), 1)[0] if finite.sum() >= 2 else float("nan")
-    return (f"plateau sweep: diagonal RNN m = 16, Adam lr 0.01, {len(memories)} memories × {len(seeds)} seeds, "
-            f"at most {steps} steps", seconds,
-            f"median escape step by memory t0 — {listing}; fitted exp({rate:.2f} t0); "
-            f"fraction escaped at the largest memory {escaped[-1]:.2f}")
+    return (
+        f"plateau sweep: diagonal RNN m = 16, Adam lr 0.01, {len(memories)} memories × {len(seeds)} seeds, "
+        f"at most {steps} steps",
+        seconds,
+        f"median escape step by memory t0 — {listing}; fitted exp({rate:.2f} t0); "
+        f"fraction escaped at the largest memory {escaped[-1]:.2f}",
+    )
 
 
 def sme_slopes(device: torch.device, dry: bool) -> tuple[str, float, str]:
@@ -345,8 +367,7 @@ def sme_slopes(device: torch.device, dry: bool) -> tuple[str, float, str]:
     means, errors = [], []
     start = time.perf_counter()
     for i, lr in enumerate(lrs):
-        final = sme.sgd_paths(problem.stochastic_gradient, x0, lr, round(T / lr), n_paths=paths, seed=10 + i,
-                              device=device)
+        final = sme.sgd_paths(problem.stochastic_gradient, x0, lr, round(T / lr), n_paths=paths, seed=10 + i, device=device)
         mean, error = sme.monte_carlo_mean((final[:, 0] ** 2).cpu().numpy())
         means.append(mean)
         errors.append(error)
@@ -354,16 +375,31 @@ def sme_slopes(device: torch.device, dry: bool) -> tuple[str, float, str]:
     means, errors = np.array(means), np.array(errors)
     parts = []
     for order in (1, 2):
-        exact = np.array([sme.sde_expectation_1d(problem.sme_drift(lr, order), problem.sme_diffusion(lr), lambda x: x**2,
-                                                 2.0, T, domain=(-6.0, 8.0), n_grid=1401, time_steps=200)
-                          for lr in lrs])
+        exact = np.array(
+            [
+                sme.sde_expectation_1d(
+                    problem.sme_drift(lr, order),
+                    problem.sme_diffusion(lr),
+                    lambda x: x**2,
+                    2.0,
+                    T,
+                    domain=(-6.0, 8.0),
+                    n_grid=1401,
+                    time_steps=200,
+                )
+                for lr in lrs
+            ]
+        )
         gap = np.abs(means - exact)
         resolved = gap > 3 * errors
         slope = sme.weak_error_slope(lrs[resolved], gap[resolved]) if resolved.sum() >= 2 else float("nan")
         parts.append(f"SME{order} {slope:.2f} ({int(resolved.sum())} of {len(lrs)} points above 3 s.e.)")
-    return (f"SME weak-error slopes: log-cosh loss, η = 1/2 … 1/{round(1 / lrs[-1])}, {paths} SGD paths each", seconds,
-            ", ".join(parts) + f" (theory 1 and 2); standard error at η = 1/2: {errors[0]:.1g}; "
-            "time = GPU simulation only (the Kolmogorov reference runs on the CPU)")
+    return (
+        f"SME weak-error slopes: log-cosh loss, η = 1/2 … 1/{round(1 / lrs[-1])}, {paths} SGD paths each",
+        seconds,
+        ", ".join(parts) + f" (theory 1 and 2); standard error at η = 1/2: {errors[0]:.1g}; "
+        "time = GPU simulation only (the Kolmogorov reference runs on the CPU)",
+    )
 
 
 GPU_ONLY = {"committor_d50": committor_high_dimension, "plateau_sweep": plateau_sweep, "sme_slopes": sme_slopes}
@@ -381,8 +417,10 @@ def _threads(n: int) -> str:
 def device_description(device: torch.device) -> str:
     if device.type == "cuda":
         props = torch.cuda.get_device_properties(device)
-        return (f"{torch.cuda.get_device_name(device)} ({props.multi_processor_count} SMs, "
-                f"{props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}")
+        return (
+            f"{torch.cuda.get_device_name(device)} ({props.multi_processor_count} SMs, "
+            f"{props.total_memory / 2**30:.0f} GiB), CUDA {torch.version.cuda}"
+        )
     return f"CPU with {_threads(torch.get_num_threads())} (a check of the script, not a GPU)"
 
 
@@ -392,7 +430,8 @@ def render(rows: list[dict], extra: list[dict], device: torch.device, cpu_thread
         f"## GPU: {name}",
         "",
         f"Written {datetime.date.today().isoformat()} by `benchmarks/gpu.py`"
-        + (" — **dry run at tiny sizes: a check of the script, not results**" if dry else "") + ".",
+        + (" — **dry run at tiny sizes: a check of the script, not results**" if dry else "")
+        + ".",
         "",
         f"- Accelerator: {device_description(device)}",
         f"- CPU side: {_threads(cpu_threads)} on {machine_description()}",
@@ -410,8 +449,10 @@ def render(rows: list[dict], extra: list[dict], device: torch.device, cpu_thread
             continue
         speedup = r["cpu"] / r["gpu"]
         verdict = "yes" if speedup >= TARGET_SPEEDUP else "**no**"
-        lines.append(f"| {r['solver']} | {r['setting']} | {r['cpu']:.3g} (n = {r['cpu_n']}) | "
-                     f"{r['gpu']:.3g} (n = {r['gpu_n']}) | {speedup:.1f}× | {verdict} |")
+        lines.append(
+            f"| {r['solver']} | {r['setting']} | {r['cpu']:.3g} (n = {r['cpu_n']}) | "
+            f"{r['gpu']:.3g} (n = {r['gpu_n']}) | {speedup:.1f}× | {verdict} |"
+        )
     if extra:
         lines += ["", f"### Runs on the {device.type.upper()} only", "", "| run | time (s) | result |", "|---|---:|---|"]
         for r in extra:
@@ -424,17 +465,29 @@ def render(rows: list[dict], extra: list[dict], device: torch.device, cpu_thread
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--device", default="cuda", help="the accelerated side: cuda (default), or cpu to check the "
-                        "script (both sides then run on the CPU with --cpu-threads)")
+    parser.add_argument(
+        "--device",
+        default="cuda",
+        help="the accelerated side: cuda (default), or cpu to check the "
+        "script (both sides then run on the CPU with --cpu-threads)",
+    )
     parser.add_argument("--dry-run", action="store_true", help="tiny sizes; prints, writes only where told")
     parser.add_argument("--only", nargs="*", choices=sorted([*WORKLOADS, *GPU_ONLY]), default=None)
     parser.add_argument("--cpu-threads", type=int, default=2)
     parser.add_argument("--cpu-seconds", type=float, default=4.0, help="about how long each CPU measurement runs")
     parser.add_argument("--gpu-seconds", type=float, default=1.0, help="about how long each GPU measurement runs")
-    parser.add_argument("--results", type=Path, default=None, help="RESULTS.md to update (default: "
-                        "benchmarks/RESULTS.md; none with --dry-run)")
-    parser.add_argument("--section", type=Path, default=None, help="file for the GPU section alone (default: "
-                        "benchmarks/GPU_RESULTS.md; none with --dry-run)")
+    parser.add_argument(
+        "--results",
+        type=Path,
+        default=None,
+        help="RESULTS.md to update (default: benchmarks/RESULTS.md; none with --dry-run)",
+    )
+    parser.add_argument(
+        "--section",
+        type=Path,
+        default=None,
+        help="file for the GPU section alone (default: benchmarks/GPU_RESULTS.md; none with --dry-run)",
+    )
     args = parser.parse_args(argv)
     if args.cpu_threads < 1:
         parser.error("--cpu-threads must be >= 1")
@@ -464,14 +517,15 @@ def _run(args: argparse.Namespace, device: torch.device) -> int:
         print(f"[{time.perf_counter() - started:6.1f} s] {name} …", flush=True)
         try:
             setting, run_cpu = _with_threads(args.cpu_threads, lambda: item.build(cpu, dry))
-            cpu_time, cpu_n = _with_threads(args.cpu_threads, lambda: seconds_per_step(
-                run_cpu, cpu, args.cpu_seconds, 8))
+            cpu_time, cpu_n = _with_threads(args.cpu_threads, lambda: seconds_per_step(run_cpu, cpu, args.cpu_seconds, 8))
             _, run_gpu = item.build(device, dry)
             gpu_time, gpu_n = seconds_per_step(run_gpu, device, args.gpu_seconds, item.max_steps)
-            rows.append({"solver": item.solver, "setting": setting, "cpu": cpu_time, "cpu_n": cpu_n, "gpu": gpu_time,
-                         "gpu_n": gpu_n})
-            print(f"    CPU {cpu_time:.3g} s/step, {device.type} {gpu_time:.3g} s/step: {cpu_time / gpu_time:.1f}×",
-                  flush=True)
+            rows.append(
+                {"solver": item.solver, "setting": setting, "cpu": cpu_time, "cpu_n": cpu_n, "gpu": gpu_time, "gpu_n": gpu_n}
+            )
+            print(
+                f"    CPU {cpu_time:.3g} s/step, {device.type} {gpu_time:.3g} s/step: {cpu_time / gpu_time:.1f}×", flush=True
+            )
         except Exception as exc:  # keep the other rows; the table says what failed
             traceback.print_exc()
             rows.append({"solver": item.solver, "setting": name, "error": f"{type(exc).__name__}: {exc}"[:200]})

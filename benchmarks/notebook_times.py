@@ -80,23 +80,25 @@ def main(argv: list[str]) -> int:
         print(f"{seconds:7.1f} s{spread}  {path.relative_to(ROOT)}", flush=True)
 
     book_status = "within" if total <= BUDGET_BOOK else "**over**"
-    text = "\n".join([
-        "# Notebook execution times",
-        "",
-        f"Measured {datetime.date.today().isoformat()} by `benchmarks/notebook_times.py` "
-        f"(median [min–max] of {args.repeats} run(s) per notebook, wall time, fresh kernel each, one torch thread).",
-        "",
-        f"- Machine: {machine_description()}",
-        f"- Load average (1 / 5 / 15 min) before: {load_start}; after: {load_average()} (above the number of cores: "
-        "the machine was shared and the times are inflated)",
-        f"- Packages: {versions()}",
-        "",
-        "| notebook | wall time (s), median [min–max] | budget (90 s) |",
-        "|---|---:|---|",
-        *rows,
-        f"| **total** (of the medians) | **{total:.1f}** | {book_status} the 600 s book budget |",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Notebook execution times",
+            "",
+            f"Measured {datetime.date.today().isoformat()} by `benchmarks/notebook_times.py` "
+            f"(median [min–max] of {args.repeats} run(s) per notebook, wall time, fresh kernel each, one torch thread).",
+            "",
+            f"- Machine: {machine_description()}",
+            f"- Load average (1 / 5 / 15 min) before: {load_start}; after: {load_average()} (above the number of cores: "
+            "the machine was shared and the times are inflated)",
+            f"- Packages: {versions()}",
+            "",
+            "| notebook | wall time (s), median [min–max] | budget (90 s) |",
+            "|---|---:|---|",
+            *rows,
+            f"| **total** (of the medians) | **{total:.1f}** | {book_status} the 600 s book budget |",
+            "",
+        ]
+    )
     args.output.write_text(text)
     print(f"total {total:.1f} s; wrote {args.output}")
     return 0

@@ -29,6 +29,9 @@ from mldyn_lite.onsager import (
     wrong_end_states,
 )
 
+#: Training steps of notebook 4.2, section 5 (and of this search).
+STEPS = 1500
+
 
 def rbc_pairs(m=5):
     """The data of notebook 4.2, section 5: (times, h_start, h_next) in m principal components."""
@@ -37,21 +40,30 @@ def rbc_pairs(m=5):
     return t, pca.encode(x0), pca.encode(x1)
 
 
-def one_run(name, seed, t, h_start, h_next, steps=1500):
+def one_run(name, seed, t, h_start, h_next, steps=STEPS):
     m = h_start.shape[-1]
-    model = OnsagerNet(m, 24, beta=1.0, seed=seed) if name == "OnsagerNet" else \
-        mlp_of_equal_size(OnsagerNet(m, 24), seed=seed)
-    fit = fit_vector_field(model, pair_data(h_start[:80], h_next[:80], 1e-3),
-                           FitOptions(steps=steps, batch_size=200, standardize=True, seed=seed))
+    model = (
+        OnsagerNet(m, 24, beta=1.0, seed=seed) if name == "OnsagerNet" else mlp_of_equal_size(OnsagerNet(m, 24), seed=seed)
+    )
+    fit = fit_vector_field(
+        model,
+        pair_data(h_start[:80], h_next[:80], 1e-3),
+        FitOptions(steps=steps, batch_size=200, standardize=True, seed=seed),
+    )
     truth = h_start[80:]
-    run = rollout(fit.model, truth[:, 0], T=float(t[-1]), dt=0.01, save_every=50,
-                  escape_radius=100 * np.abs(h_start).max())
+    run = rollout(fit.model, truth[:, 0], T=float(t[-1]), dt=0.01, save_every=50, escape_radius=100 * np.abs(h_start).max())
     path = run.path.numpy()
     far = boundedness(fit.model, h_start[:80], factors=(2.0, 5.0), n_starts=20, T=30.0, dt=0.02)
-    return dict(model=name, seed=seed, validation=fit.best_validation,
-                E1=trajectory_error(path, truth, t, 1.0), E10=trajectory_error(path, truth, t, 10.0),
-                wrong=int(wrong_end_states(path, truth).sum()), far_escaped=far.escaped.sum(1).tolist(),
-                far_back=far.returned.sum(1).tolist())
+    return dict(
+        model=name,
+        seed=seed,
+        validation=fit.best_validation,
+        E1=trajectory_error(path, truth, t, 1.0),
+        E10=trajectory_error(path, truth, t, 10.0),
+        wrong=int(wrong_end_states(path, truth).sum()),
+        far_escaped=far.escaped.sum(1).tolist(),
+        far_back=far.returned.sum(1).tolist(),
+    )
 
 
 def main(n_seeds=10):

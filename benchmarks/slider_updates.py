@@ -82,8 +82,11 @@ def panel_notebooks() -> dict[Path, int]:
     found = {}
     for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
         cells = nbformat.read(path, as_version=4).cells
-        panels = [i for i, c in enumerate(cells) if c.cell_type == "code"
-                  and any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))]
+        panels = [
+            i
+            for i, c in enumerate(cells)
+            if c.cell_type == "code" and any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
+        ]
         if panels:
             found[path] = max(panels)
     return found
@@ -121,33 +124,38 @@ def main(argv: list[str]) -> int:
             median = statistics.median(cpu)  # the budget is compute: CPU time, which the machine's load hardly inflates
             worst = max(worst, median)
             status = "ok" if median <= BUDGET else f"**over {BUDGET:g} s**"
-            rows.append(f"| `{path.relative_to(ROOT)}` | {record['control']} ({record['kind']}) | "
-                        f"{record['positions']} × {args.repeats} | {statistics.median(wall):.3f} "
-                        f"[{min(wall):.3f}–{max(wall):.3f}] | {median:.3f} [{min(cpu):.3f}–{max(cpu):.3f}] | {status} |")
+            rows.append(
+                f"| `{path.relative_to(ROOT)}` | {record['control']} ({record['kind']}) | "
+                f"{record['positions']} × {args.repeats} | {statistics.median(wall):.3f} "
+                f"[{min(wall):.3f}–{max(wall):.3f}] | {median:.3f} [{min(cpu):.3f}–{max(cpu):.3f}] | {status} |"
+            )
             print(rows[-1], flush=True)
-    text = "\n".join([
-        "# Live slider updates",
-        "",
-        f"Measured {datetime.date.today().isoformat()} by `benchmarks/slider_updates.py`: the time from setting a "
-        "panel's control to a new position to its figure being drawn (the panel's function, run by ipywidgets, "
-        "matplotlib's inline backend), in a fresh kernel with the reader's settings (one torch thread). Each control "
-        f"is moved to each of its other positions from the panel's starting values, {args.repeats} times; "
-        "median [min–max] over all those updates. CPU time is the kernel's (user + system, all threads); the "
-        f"budget ({BUDGET:g} s of compute per update, on two cores) is checked against its median, because wall time "
-        "on a shared machine mostly measures the other processes. On a quiet machine with one torch thread the two agree.",
-        "",
-        f"- Machine: {machine_description()}",
-        f"- Load average (1 / 5 / 15 min) before: {load_start}; after: {load_average()} (above the number of cores: "
-        "the machine was shared and wall times are inflated; CPU time is less affected)",
-        f"- Packages: {versions()}",
-        "",
-        f"| notebook | control | positions × repeats | wall time (s) | CPU time (s) | budget ({BUDGET:g} s of CPU) |",
-        "|---|---|---:|---:|---:|---|",
-        *rows,
-        "",
-        f"Slowest median update: {worst:.3f} s of CPU time.",
-        "",
-    ])
+    text = "\n".join(
+        [
+            "# Live slider updates",
+            "",
+            f"Measured {datetime.date.today().isoformat()} by `benchmarks/slider_updates.py`: the time from setting a "
+            "panel's control to a new position to its figure being drawn (the panel's function, run by ipywidgets, "
+            "matplotlib's inline backend), in a fresh kernel with the reader's settings (one torch thread). Each control "
+            f"is moved to each of its other positions from the panel's starting values, {args.repeats} times; "
+            "median [min–max] over all those updates. CPU time is the kernel's (user + system, all threads); the "
+            f"budget ({BUDGET:g} s of compute per update, on two cores) is checked against its median, because wall time "
+            "on a shared machine mostly measures the other processes. "
+            "On a quiet machine with one torch thread the two agree.",
+            "",
+            f"- Machine: {machine_description()}",
+            f"- Load average (1 / 5 / 15 min) before: {load_start}; after: {load_average()} (above the number of cores: "
+            "the machine was shared and wall times are inflated; CPU time is less affected)",
+            f"- Packages: {versions()}",
+            "",
+            f"| notebook | control | positions × repeats | wall time (s) | CPU time (s) | budget ({BUDGET:g} s of CPU) |",
+            "|---|---|---:|---:|---:|---|",
+            *rows,
+            "",
+            f"Slowest median update: {worst:.3f} s of CPU time.",
+            "",
+        ]
+    )
     args.output.write_text(text)
     print(f"wrote {args.output}")
     return 0

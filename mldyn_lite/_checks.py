@@ -15,8 +15,10 @@ import torch
 
 
 def _describe(value) -> str:
-    return f"{type(value).__name__} {value!r}" if not hasattr(value, "shape") else (
-        f"{type(value).__name__} of shape {tuple(value.shape)}"
+    return (
+        f"{type(value).__name__} {value!r}"
+        if not hasattr(value, "shape")
+        else (f"{type(value).__name__} of shape {tuple(value.shape)}")
     )
 
 

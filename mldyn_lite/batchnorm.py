@@ -28,14 +28,27 @@ learning rates :math:`\varepsilon` far above :math:`2/\lambda_{\max}`.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 
 from ._checks import check_float, check_int, check_tensor
+from .numerics import generator
 from .runtime import get_device
 from .training import raise_if_nonfinite
 
-__all__ = ["bn_gradients", "bn_loss", "bngd_least_squares", "gd_least_squares", "least_squares_problem", "ols_loss"]
+__all__ = [
+    "DIVERGENCE_THRESHOLD",
+    "BNGDRun",
+    "GDRun",
+    "bn_gradients",
+    "bn_loss",
+    "bngd_least_squares",
+    "gd_least_squares",
+    "least_squares_problem",
+    "ols_loss",
+]
 
 #: A loss above this value counts as divergence (GD is then stopped).
 DIVERGENCE_THRESHOLD = 1e30
@@ -44,16 +57,36 @@ DIVERGENCE_THRESHOLD = 1e30
 def least_squares_problem(eigenvalues, seed: int = 0, device: str | torch.device | None = None):
     r"""A least-squares problem :math:`H = \operatorname{diag}(\text{eigenvalues})`, target :math:`u \sim N(0, I)`.
 
-    Returns ``(H, u)`` as float64 tensors on ``device``.
+    Returns ``(H, u)`` as float64 tensors on ``device`` (default: the CPU).
     """
-    device = get_device(device)
+    device = torch.device("cpu") if device is None else get_device(device)
     eigenvalues = torch.as_tensor(np.asarray(eigenvalues, dtype=float), dtype=torch.float64)
     check_tensor("eigenvalues", eigenvalues, ndim=1)
     if bool((eigenvalues <= 0).any()):
         raise ValueError("eigenvalues must be positive (H must be positive definite)")
-    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    u = torch.randn(eigenvalues.shape[0], generator=gen, dtype=torch.float64)
+    u = torch.randn(eigenvalues.shape[0], generator=generator(seed), dtype=torch.float64)
     return torch.diag(eigenvalues).to(device), u.to(device)
+
+
+@dataclass
+class GDRun:
+    """Result of :func:`gd_least_squares`: the ``loss`` history (``(steps + 1,)`` or ``(R, steps + 1)``;
+    ``inf`` after divergence) and the ``diverged`` flag (a bool, or one per run)."""
+
+    loss: np.ndarray
+    diverged: bool | np.ndarray
+
+
+@dataclass
+class BNGDRun:
+    """Result of :func:`bngd_least_squares`: histories ``loss``, ``w_norm`` and ``effective_lr`` (``(steps + 1,)``
+    or ``(R, steps + 1)``) and the final scale ``a`` and weights ``w``."""
+
+    loss: np.ndarray
+    w_norm: np.ndarray
+    effective_lr: np.ndarray
+    a: np.ndarray
+    w: np.ndarray
 
 
 def _check_problem(H, u):
@@ -119,11 +152,11 @@ def bn_gradients(H, u, a, w):
     return grad_a, grad_w
 
 
-def gd_least_squares(H, u, lr, steps: int, w0=None, device: str | torch.device | None = None) -> dict:
+def gd_least_squares(H, u, lr, steps: int, w0=None, device: str | torch.device | None = None) -> GDRun:
     r"""Plain GD :math:`w \leftarrow w - \varepsilon H(w-u)` from ``w0`` (default 0).
 
-    ``lr`` is a float or a sequence of learning rates (one independent run each). Returns
-    ``{"loss": ..., "diverged": ...}`` with the loss history of shape ``(steps + 1,)`` (or
+    ``lr`` is a float or a sequence of learning rates (one independent run each). Returns a
+    :class:`GDRun` with the loss history of shape ``(steps + 1,)`` (or
     ``(R, steps + 1)`` for ``R`` learning rates). Divergence is an expected outcome here
     (:math:`\varepsilon > 2/\lambda_{\max}`): a run whose loss exceeds ``DIVERGENCE_THRESHOLD`` is
     frozen, counted as diverged, and its remaining losses are ``inf`` (no exception).
@@ -134,8 +167,11 @@ def gd_least_squares(H, u, lr, steps: int, w0=None, device: str | torch.device |
     lrs = _runs("lr", lr).to(u.device)
     steps = check_int("steps", steps, minimum=1)
     R = lrs.shape[0]
-    w = torch.zeros(R, u.shape[-1], dtype=u.dtype, device=u.device) if w0 is None else \
-        check_tensor("w0", w0, ndim=(1, 2)).to(u.device, u.dtype).expand(R, -1).clone()
+    w = (
+        torch.zeros(R, u.shape[-1], dtype=u.dtype, device=u.device)
+        if w0 is None
+        else check_tensor("w0", w0, ndim=(1, 2)).to(u.device, u.dtype).expand(R, -1).clone()
+    )
     diverged = torch.zeros(R, dtype=torch.bool, device=u.device)
     losses = [ols_loss(H, u, w)]
     for _ in range(steps):
@@ -145,16 +181,26 @@ def gd_least_squares(H, u, lr, steps: int, w0=None, device: str | torch.device |
         losses.append(torch.where(diverged, torch.full_like(loss, float("inf")), loss))
     history = torch.stack(losses, dim=-1).cpu().numpy()
     flags = diverged.cpu().numpy()
-    return {"loss": history[0], "diverged": bool(flags[0])} if single else {"loss": history, "diverged": flags}
+    return GDRun(history[0], bool(flags[0])) if single else GDRun(history, flags)
 
 
-def bngd_least_squares(H, u, lr, steps: int, *, lr_scale: float = 0.5, w0=None, a0: float = 0.0,
-                       seed: int = 1, device: str | torch.device | None = None) -> dict:
+def bngd_least_squares(
+    H,
+    u,
+    lr,
+    steps: int,
+    *,
+    lr_scale: float = 0.5,
+    w0=None,
+    a0: float = 0.0,
+    seed: int = 1,
+    device: str | torch.device | None = None,
+) -> BNGDRun:
     r"""BNGD on least squares: weight learning rate ``lr`` (:math:`\varepsilon`), scale learning rate ``lr_scale``.
 
     ``lr`` is a float or a sequence (one independent run per entry, all run at once); ``u`` and
     ``w0`` have shape ``(d,)`` (shared) or ``(R, d)`` (one per run). ``w0`` defaults to a standard
-    normal vector drawn with ``seed``. Returns numpy arrays over the steps ``0..steps``:
+    normal vector drawn with ``seed``. Returns a :class:`BNGDRun` of numpy arrays over the steps ``0..steps``:
     ``"loss"``, ``"w_norm"`` (:math:`\|w_k\|`) and ``"effective_lr"``
     (:math:`\varepsilon\lambda_{\max}/\|w_k\|^2`; the weight update is stable once it is below about 2),
     each of shape ``(steps + 1,)`` for one run or ``(R, steps + 1)``, and the final ``"a"``, ``"w"``.
@@ -168,12 +214,14 @@ def bngd_least_squares(H, u, lr, steps: int, *, lr_scale: float = 0.5, w0=None, 
     a0 = check_float("a0", a0)
     d = u.shape[-1]
     if w0 is None:
-        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-        w0 = torch.randn(d, generator=gen, dtype=torch.float64)
+        w0 = torch.randn(d, generator=generator(seed), dtype=torch.float64)
     w0 = check_tensor("w0", w0, ndim=(1, 2)).to(u.device, u.dtype)
     R = max(lrs.shape[0], u.shape[0] if u.ndim == 2 else 1, w0.shape[0] if w0.ndim == 2 else 1)
-    for name, rows in (("lr", lrs.shape[0]), ("u", u.shape[0] if u.ndim == 2 else 1),
-                       ("w0", w0.shape[0] if w0.ndim == 2 else 1)):
+    for name, rows in (
+        ("lr", lrs.shape[0]),
+        ("u", u.shape[0] if u.ndim == 2 else 1),
+        ("w0", w0.shape[0] if w0.ndim == 2 else 1),
+    ):
         if rows not in (1, R):
             raise ValueError(f"{name} gives {rows} runs but another argument gives {R}; use 1 or {R}")
     lrs, u, w = lrs.expand(R), u.expand(R, d), w0.expand(R, d).clone()
@@ -194,4 +242,4 @@ def bngd_least_squares(H, u, lr, steps: int, *, lr_scale: float = 0.5, w0=None, 
     w_norm = torch.stack(norms, dim=-1).cpu().numpy()
     effective = lrs.cpu().numpy()[:, None] * lam_max / w_norm**2
     out = {"loss": loss, "w_norm": w_norm, "effective_lr": effective, "a": a.cpu().numpy(), "w": w.cpu().numpy()}
-    return {key: value[0] for key, value in out.items()} if single else out
+    return BNGDRun(**({key: value[0] for key, value in out.items()} if single else out))

@@ -69,8 +69,15 @@ try:  # numpy's BLAS threads spin on small products and make the solver several 
 except ImportError:  # pragma: no cover - threadpoolctl ships with scipy's usual stacks; without it just run
     threadpool_limits = None
 
-__all__ = ["CRITICAL_WAVENUMBER", "RBCGalerkin", "fields_on_grid", "generate_data", "generate_pair_data",
-           "nusselt_number", "simulate"]
+__all__ = [
+    "CRITICAL_WAVENUMBER",
+    "RBCGalerkin",
+    "fields_on_grid",
+    "generate_data",
+    "generate_pair_data",
+    "nusselt_number",
+    "simulate",
+]
 
 CRITICAL_WAVENUMBER = np.pi / np.sqrt(2.0)
 
@@ -126,20 +133,34 @@ class RBCGalerkin:
         x = (np.arange(nx) + 0.5) * (np.pi / k) / nx
         z = (np.arange(nz) + 0.5) / nz
         mk_psi, mk_theta, npi = m_psi[:, 0] * k, m_theta[:, 0] * k, n[0] * np.pi
-        sin_x = np.sin(np.outer(x, mk_psi))              # (nx, M)     sin(m k x), m >= 1
-        cos_x_psi = np.cos(np.outer(x, mk_psi))          # (nx, M)     cos(m k x), m >= 1
-        cos_x = np.cos(np.outer(x, mk_theta))            # (nx, M + 1) cos(m k x), m >= 0
-        sin_x_theta = np.sin(np.outer(x, mk_theta))      # (nx, M + 1)
-        sin_z = np.sin(np.outer(z, npi))                 # (nz, N)
+        sin_x = np.sin(np.outer(x, mk_psi))  # (nx, M)     sin(m k x), m >= 1
+        cos_x_psi = np.cos(np.outer(x, mk_psi))  # (nx, M)     cos(m k x), m >= 1
+        cos_x = np.cos(np.outer(x, mk_theta))  # (nx, M + 1) cos(m k x), m >= 0
+        sin_x_theta = np.sin(np.outer(x, mk_theta))  # (nx, M + 1)
+        sin_z = np.sin(np.outer(z, npi))  # (nz, N)
         cos_z = np.cos(np.outer(z, npi))
         # analysis (grid -> coefficients): midpoint quadrature of the L2 projections
         weight_cos = np.full(M + 1, 2.0 / nx)
         weight_cos[0] = 1.0 / nx
         ops = dict(
-            M=M, N=N, k=k, q0=q0, ra=ra, q_psi=q_psi, q_theta=q_theta,
-            mk_psi=m_psi * k, mk_theta=m_theta * k, npi=n * np.pi,
-            sin_x=sin_x, cos_x_psi=cos_x_psi, cos_x=cos_x, sin_x_theta=sin_x_theta, sin_z=sin_z, cos_z=cos_z,
-            project_sin_x=(2.0 / nx) * sin_x.T, project_cos_x=weight_cos[:, None] * cos_x.T,
+            M=M,
+            N=N,
+            k=k,
+            q0=q0,
+            ra=ra,
+            q_psi=q_psi,
+            q_theta=q_theta,
+            mk_psi=m_psi * k,
+            mk_theta=m_theta * k,
+            npi=n * np.pi,
+            sin_x=sin_x,
+            cos_x_psi=cos_x_psi,
+            cos_x=cos_x,
+            sin_x_theta=sin_x_theta,
+            sin_z=sin_z,
+            cos_z=cos_z,
+            project_sin_x=(2.0 / nx) * sin_x.T,
+            project_cos_x=weight_cos[:, None] * cos_x.T,
             project_sin_z=(2.0 / nz) * sin_z,
         )
         # Lorenz scaling of the coefficients: psi like X, theta like Y
@@ -150,9 +171,9 @@ class RBCGalerkin:
         if self.lorenz_only:
             mask_psi[:] = False
             mask_theta[:] = False
-            mask_psi[0, 0] = True      # A_11
-            mask_theta[1, 0] = True    # B_11
-            mask_theta[0, 1] = True    # B_02
+            mask_psi[0, 0] = True  # A_11
+            mask_theta[1, 0] = True  # B_11
+            mask_theta[0, 1] = True  # B_02
         ops["mask_psi"], ops["mask_theta"] = mask_psi, mask_theta
         return ops
 
@@ -173,7 +194,7 @@ class RBCGalerkin:
         o = self._ops
         M, N = o["M"], o["N"]
         A = state[..., : M * N].reshape(*state.shape[:-1], M, N) / o["psi_scale"]
-        B = state[..., M * N:].reshape(*state.shape[:-1], M + 1, N) / o["theta_scale"]
+        B = state[..., M * N :].reshape(*state.shape[:-1], M + 1, N) / o["theta_scale"]
         return A, B
 
     def join(self, A: np.ndarray, B: np.ndarray) -> np.ndarray:
@@ -239,8 +260,9 @@ class RBCGalerkin:
         return self.join(dA, dB)
 
     # ----- data --------------------------------------------------------------------------------------
-    def random_states(self, n: int, seed: int = 0, lorenz_box=((-25, 25), (-25, 25), (-5, 30)),
-                      perturbation: float = 1.0) -> np.ndarray:
+    def random_states(
+        self, n: int, seed: int = 0, lorenz_box=((-25, 25), (-25, 25), (-5, 30)), perturbation: float = 1.0
+    ) -> np.ndarray:
         r"""Random initial states: Lorenz modes uniform in ``lorenz_box``, all other modes
         Gaussian with standard deviation ``perturbation / (m + n)`` (Lorenz units)."""
         n = check_int("n", n, minimum=1)
@@ -252,8 +274,13 @@ class RBCGalerkin:
         xyz = rng.uniform(box[:, 0], box[:, 1], size=(n, 3))
         m_psi, n_psi = np.meshgrid(np.arange(1, M + 1), np.arange(1, N + 1), indexing="ij")
         m_th, n_th = np.meshgrid(np.arange(0, M + 1), np.arange(1, N + 1), indexing="ij")
-        noise = np.concatenate([(rng.standard_normal((n, M * N)) / (m_psi + n_psi).ravel()),
-                                (rng.standard_normal((n, (M + 1) * N)) / (m_th + n_th).ravel())], axis=1)
+        noise = np.concatenate(
+            [
+                (rng.standard_normal((n, M * N)) / (m_psi + n_psi).ravel()),
+                (rng.standard_normal((n, (M + 1) * N)) / (m_th + n_th).ravel()),
+            ],
+            axis=1,
+        )
         states = perturbation * noise
         states[:, self._lorenz_indices()] = 0.0
         states = states + self.from_lorenz(xyz)
@@ -265,8 +292,9 @@ class RBCGalerkin:
         return [0, M * N + 1 * N + 0, M * N + 0 * N + 1]
 
 
-def simulate(system: RBCGalerkin, initial_states, t_eval, rtol: float = 1e-6, atol: float = 1e-8,
-             method: str = "RK45") -> np.ndarray:
+def simulate(
+    system: RBCGalerkin, initial_states, t_eval, rtol: float = 1e-6, atol: float = 1e-8, method: str = "RK45"
+) -> np.ndarray:
     r"""Integrate a batch of RBC states with scipy's ``solve_ivp``.
 
     All trajectories are stacked into one ODE so that every right-hand side
@@ -293,15 +321,22 @@ def simulate(system: RBCGalerkin, initial_states, t_eval, rtol: float = 1e-6, at
         sol = solve_ivp(field, (t_eval[0], t_eval[-1]), x0.ravel(), t_eval=t_eval, rtol=rtol, atol=atol, method=method)
     else:
         with threadpool_limits(1):
-            sol = solve_ivp(field, (t_eval[0], t_eval[-1]), x0.ravel(), t_eval=t_eval, rtol=rtol, atol=atol,
-                            method=method)
+            sol = solve_ivp(field, (t_eval[0], t_eval[-1]), x0.ravel(), t_eval=t_eval, rtol=rtol, atol=atol, method=method)
     if not sol.success:
         raise RuntimeError(f"solve_ivp failed: {sol.message}")
     return sol.y.reshape(*shape, -1).transpose(0, 2, 1)
 
 
-def generate_data(n_trajectories: int = 80, t_final: float = 4.0, n_snapshots: int = 101, modes: int = 8,
-                  r: float = 28.0, prandtl: float = 10.0, perturbation: float = 0.3, seed: int = 0):
+def generate_data(
+    n_trajectories: int = 80,
+    t_final: float = 4.0,
+    n_snapshots: int = 101,
+    modes: int = 8,
+    r: float = 28.0,
+    prandtl: float = 10.0,
+    perturbation: float = 0.3,
+    seed: int = 0,
+):
     r"""Snapshot data of RBC transients: ``(system, t, states)``.
 
     Initial states have Lorenz modes uniform in the published Lorenz box
@@ -356,9 +391,17 @@ def nusselt_number(system: RBCGalerkin, states) -> np.ndarray:
     return 1.0 - (B[..., 0, :] * system._ops["npi"][0]).sum(-1)
 
 
-def generate_pair_data(n_trajectories: int = 100, t_final: float = 10.0, n_snapshots: int = 21, delta: float = 1e-3,
-                       modes: int = 8, r: float = 28.0, prandtl: float = 10.0, perturbation: float = 0.3,
-                       seed: int = 0):
+def generate_pair_data(
+    n_trajectories: int = 100,
+    t_final: float = 10.0,
+    n_snapshots: int = 21,
+    delta: float = 1e-3,
+    modes: int = 8,
+    r: float = 28.0,
+    prandtl: float = 10.0,
+    perturbation: float = 0.3,
+    seed: int = 0,
+):
     r"""RBC transients stored like the published data: each snapshot as a pair :math:`(x(t), x(t+\delta))`.
 
     The authors' set-up (Yu, Tian, E & Li 2021, their code) keeps 100 trajectories × 100 snapshots
@@ -369,8 +412,16 @@ def generate_pair_data(n_trajectories: int = 100, t_final: float = 10.0, n_snaps
     ``x0``, ``x1`` of shape ``(n_trajectories, n_snapshots, system.dim)``.
     """
     delta = check_float("delta", delta, positive=True)
-    system, t, x0 = generate_data(n_trajectories=n_trajectories, t_final=t_final, n_snapshots=n_snapshots,
-                                  modes=modes, r=r, prandtl=prandtl, perturbation=perturbation, seed=seed)
+    system, t, x0 = generate_data(
+        n_trajectories=n_trajectories,
+        t_final=t_final,
+        n_snapshots=n_snapshots,
+        modes=modes,
+        r=r,
+        prandtl=prandtl,
+        perturbation=perturbation,
+        seed=seed,
+    )
     flat = x0.reshape(-1, system.dim)
     x1 = simulate(system, flat, np.array([0.0, delta]), rtol=1e-10, atol=1e-10)[:, -1]
     return system, t, x0, x1.reshape(x0.shape)

@@ -23,12 +23,14 @@ whatever its length — easy for a CNN, hard for an RNN (see
 :mod:`mldyn_lite.memory`).
 
 Contents: :class:`DilatedCausalCNN`, :func:`tensorise`,
-:func:`tensorisation_ranks`, :func:`tt_svd`, :func:`cnn_from_cores`,
+:func:`tensorisation_ranks`, :func:`tt_svd` (a :class:`TensorTrain`), :func:`cnn_from_cores`,
 :func:`delay_kernel`. :class:`DilatedCausalCNN` takes a ``device`` (``None``: the CPU, the book's device
 rule, :mod:`mldyn_lite.numerics`) and draws its weights from a private generator seeded with ``seed``.
 """
 
 from __future__ import annotations
+
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -36,12 +38,6 @@ import torch
 from ._checks import check_array, check_float, check_int, check_tensor
 from .numerics import device_of, generator
 from .runtime import get_device
-
-
-def _device(device, *inputs) -> torch.device:
-    """The book's device rule: ``device`` if given (validated), else the device of the first tensor among
-    ``inputs``, else the CPU (:func:`mldyn_lite.numerics.device_of`); never CUDA on its own."""
-    return get_device(device) if device is not None else device_of(*inputs)
 
 
 class DilatedCausalCNN(torch.nn.Module):
@@ -61,8 +57,16 @@ class DilatedCausalCNN(torch.nn.Module):
         Weights are drawn from :math:`N(0, \text{init\_scale}^2/\text{fan\_in})`.
     """
 
-    def __init__(self, layers: int, channels=1, activation=None, init_scale: float = 1.0, seed: int = 0,
-                 dtype=torch.float32, device=None):
+    def __init__(
+        self,
+        layers: int,
+        channels=1,
+        activation=None,
+        init_scale: float = 1.0,
+        seed: int = 0,
+        dtype=torch.float32,
+        device=None,
+    ):
         super().__init__()
         layers = check_int("layers", layers, minimum=1, maximum=16)
         if isinstance(channels, int) and not isinstance(channels, bool):
@@ -77,11 +81,12 @@ class DilatedCausalCNN(torch.nn.Module):
         self.layers, self.activation = layers, activation
         sizes = [1, *widths, 1]
         gen = generator(seed)
+        device = device_of() if device is None else get_device(device)
         self.weights = torch.nn.ParameterList()
         for k in range(layers):
             w = torch.randn(sizes[k + 1], sizes[k], 2, generator=gen, dtype=torch.float64)
             w = w * init_scale / np.sqrt(2 * sizes[k])
-            self.weights.append(torch.nn.Parameter(w.to(dtype=dtype, device=_device(device))))
+            self.weights.append(torch.nn.Parameter(w.to(dtype=dtype, device=device)))
 
     @property
     def receptive_field(self) -> int:
@@ -141,7 +146,14 @@ def tensorisation_ranks(rho, layers: int, tol: float = 1e-3) -> list[int]:
     return ranks
 
 
-def tt_svd(rho, layers: int, max_rank: int):
+class TensorTrain(NamedTuple):
+    """Result of :func:`tt_svd` (unpacks as ``cores, approximation``)."""
+
+    cores: list  #: ``cores[k]`` of shape ``(r_k, 2, r_{k+1})``
+    approximation: np.ndarray  #: the reconstructed kernel on the lags ``0, ..., 2**layers - 1``
+
+
+def tt_svd(rho, layers: int, max_rank: int) -> TensorTrain:
     r"""Tensor-train SVD of a kernel with ranks at most ``max_rank`` (Oseledets, 2011).
 
     Sweeps over the digits :math:`b_0, b_1, \dots`, truncating each unfolding to its
@@ -150,7 +162,8 @@ def tt_svd(rho, layers: int, max_rank: int):
 
     Returns
     -------
-    cores, approximation
+    TensorTrain
+        ``cores, approximation``:
         ``cores[k]`` has shape ``(r_{k}, 2, r_{k+1})`` with :math:`r_0 = r_K = 1`;
         ``approximation`` is the reconstructed kernel on the lags :math:`0, \dots, 2^K - 1`.
     """
@@ -167,7 +180,7 @@ def tt_svd(rho, layers: int, max_rank: int):
         remainder = sing[:keep, None] * vt[:keep]
         rank = keep
     cores.append(remainder.reshape(rank, 2, 1))
-    return cores, tt_to_kernel(cores)
+    return TensorTrain(cores, tt_to_kernel(cores))
 
 
 def tt_to_kernel(cores) -> np.ndarray:
@@ -214,6 +227,7 @@ def delay_kernel(delay: int, layers: int) -> np.ndarray:
 
 __all__ = [
     "DilatedCausalCNN",
+    "TensorTrain",
     "cnn_from_cores",
     "delay_kernel",
     "tensorisation_ranks",

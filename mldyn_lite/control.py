@@ -51,13 +51,75 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ._checks import check_array, check_callable, check_choice, check_float, check_int, check_tensor
+from .numerics import device_of, generator, integrate
 from .runtime import get_device
 from .training import raise_if_nonfinite
+
+__all__ = [
+    "DISCRETE_SETS",
+    "GRADIENT_METHODS",
+    "DiscreteTraining",
+    "ResNetTraining",
+    "augmented_hamiltonian",
+    "basic_msa",
+    "costates",
+    "discrete_msa_update",
+    "extended_msa",
+    "gradient_training",
+    "hamiltonian",
+    "hamiltonian_x_gradient",
+    "layer_map",
+    "lq_pmp_solution",
+    "lqr_riccati",
+    "mlp_logits",
+    "objective",
+    "random_sign_weights",
+    "resnet_states",
+    "simulate_linear",
+    "sin_toy_data",
+    "solve_hjb_1d",
+    "sum_readout_loss",
+    "teacher_classification_data",
+    "terminal_costate",
+    "train_discrete_mlp",
+    "train_ste_mlp",
+]
+
+
+class ResNetTraining(NamedTuple):
+    """What :func:`basic_msa`, :func:`extended_msa` and :func:`gradient_training` return.
+
+    A named tuple, so ``weights, biases, history = extended_msa(...)`` still reads naturally.
+    ``history`` holds ``"loss"`` (:math:`J` after each iteration), ``"seconds"`` and, for MSA, ``"evaluations"``.
+    """
+
+    weights: torch.Tensor
+    biases: torch.Tensor
+    history: dict
+
+    @property
+    def final_loss(self) -> float:
+        """The last recorded objective :math:`J`."""
+        return self.history["loss"][-1]
+
+
+class DiscreteTraining(NamedTuple):
+    """What :func:`train_discrete_mlp` and :func:`train_ste_mlp` return: ``(weights, history)``."""
+
+    weights: list
+    history: dict
+
+    @property
+    def final_loss(self) -> float:
+        """The last recorded training loss."""
+        return self.history["loss"][-1]
+
 
 # --------------------------------------------------------------------------------------------------
 # Residual network, costate, Hamiltonian
@@ -120,8 +182,9 @@ def resnet_states(x0: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor,
     return _forward(x0, weights, biases, check_float("delta", delta, positive=True))
 
 
-def hamiltonian_x_gradient(x: torch.Tensor, p: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor,
-                           delta: float) -> torch.Tensor:
+def hamiltonian_x_gradient(
+    x: torch.Tensor, p: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, delta: float
+) -> torch.Tensor:
     r""":math:`\nabla_x H(x, p, \theta) = p + \delta\, W^\top\big((1 - \tanh^2(Wx + b)) \odot p\big)`, per sample.
 
     This is the costate recursion :math:`p_n = \nabla_x H_n(x_n, p_{n+1}, \theta_n)` written out by hand
@@ -131,8 +194,9 @@ def hamiltonian_x_gradient(x: torch.Tensor, p: torch.Tensor, weight: torch.Tenso
     return p + delta * (slope * p) @ weight
 
 
-def costates(states: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, terminal_costate: torch.Tensor,
-             delta: float = 0.25) -> torch.Tensor:
+def costates(
+    states: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, terminal_costate: torch.Tensor, delta: float = 0.25
+) -> torch.Tensor:
     r"""Backward costate recursion :math:`p_N = ` ``terminal_costate``, :math:`p_n = \nabla_x H_n(x_n, p_{n+1}, \theta_n)`.
 
     ``states`` is the output of :func:`resnet_states`, shape ``(N+1, S, d)``; returns costates of the
@@ -146,8 +210,10 @@ def costates(states: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, 
         raise ValueError(f"states must hold N+1 = {layers + 1} layers of states, got {states.shape[0]}")
     check_tensor("terminal_costate", terminal_costate, ndim=2)
     if terminal_costate.shape != states.shape[1:]:
-        raise ValueError(f"terminal_costate must have the shape of one state, {tuple(states.shape[1:])}, "
-                         f"got {tuple(terminal_costate.shape)}")
+        raise ValueError(
+            f"terminal_costate must have the shape of one state, {tuple(states.shape[1:])}, "
+            f"got {tuple(terminal_costate.shape)}"
+        )
     delta = check_float("delta", delta, positive=True)
     p = [terminal_costate]
     for n in reversed(range(layers)):
@@ -171,8 +237,14 @@ def terminal_costate(loss_fn: Callable, final_state: torch.Tensor, y: torch.Tens
     return -grad
 
 
-def hamiltonian(x: torch.Tensor, p: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor, delta: float = 0.25,
-                regularization: float = 0.0) -> torch.Tensor:
+def hamiltonian(
+    x: torch.Tensor,
+    p: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    delta: float = 0.25,
+    regularization: float = 0.0,
+) -> torch.Tensor:
     r"""Batch-summed Hamiltonian :math:`\sum_i p^i\cdot g(x^i, \theta) - \lambda(\|W\|^2 + \|b\|^2)` of one layer.
 
     ``x`` are the states :math:`x_n^i` and ``p`` the costates :math:`p_{n+1}^i`, both ``(S, d)``;
@@ -185,16 +257,26 @@ def hamiltonian(x: torch.Tensor, p: torch.Tensor, weight: torch.Tensor, bias: to
     check_tensor("weight", weight, ndim=2)
     check_tensor("bias", bias, ndim=1)
     if weight.shape != (x.shape[1], x.shape[1]) or bias.shape != (x.shape[1],):
-        raise ValueError(f"weight and bias must have shapes {(x.shape[1], x.shape[1])} and {(x.shape[1],)}, "
-                         f"got {tuple(weight.shape)} and {tuple(bias.shape)}")
+        raise ValueError(
+            f"weight and bias must have shapes {(x.shape[1], x.shape[1])} and {(x.shape[1],)}, "
+            f"got {tuple(weight.shape)} and {tuple(bias.shape)}"
+        )
     delta = check_float("delta", delta, positive=True)
     regularization = check_float("regularization", regularization, nonnegative=True)
     return _hamiltonian_value(x, p, weight, bias, delta, regularization)
 
 
-def augmented_hamiltonian(x: torch.Tensor, p: torch.Tensor, x_next: torch.Tensor, p_here: torch.Tensor,
-                          weight: torch.Tensor, bias: torch.Tensor, delta: float, rho: float,
-                          regularization: float = 0.0) -> torch.Tensor:
+def augmented_hamiltonian(
+    x: torch.Tensor,
+    p: torch.Tensor,
+    x_next: torch.Tensor,
+    p_here: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor,
+    delta: float,
+    rho: float,
+    regularization: float = 0.0,
+) -> torch.Tensor:
     r"""E-MSA objective of one layer: :math:`\sum_i H - \frac\rho2\|x_{n+1} - g\|^2 - \frac\rho2\|p_n - \nabla_x H\|^2`.
 
     ``x`` = :math:`x_n`, ``p`` = :math:`p_{n+1}`, ``x_next`` = :math:`x_{n+1}`, ``p_here`` = :math:`p_n`, all
@@ -209,8 +291,15 @@ def augmented_hamiltonian(x: torch.Tensor, p: torch.Tensor, x_next: torch.Tensor
     return _augmented_value(x, p, x_next, p_here, weight, bias, float(delta), rho, float(regularization))
 
 
-def objective(x0: torch.Tensor, y: torch.Tensor, loss_fn: Callable, weights: torch.Tensor, biases: torch.Tensor,
-              delta: float = 0.25, regularization: float = 0.0) -> torch.Tensor:
+def objective(
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable,
+    weights: torch.Tensor,
+    biases: torch.Tensor,
+    delta: float = 0.25,
+    regularization: float = 0.0,
+) -> torch.Tensor:
     r""":math:`J(\theta) = ` ``loss_fn(x_N, y)`` :math:`+ \lambda\sum_n(\|W_n\|^2 + \|b_n\|^2)`."""
     check_callable("loss_fn", loss_fn)
     regularization = check_float("regularization", regularization, nonnegative=True)
@@ -230,8 +319,8 @@ def sin_toy_data(n: int = 100, dim: int = 5, seed: int = 0, dtype=torch.float64,
     """
     n = check_int("n", n, minimum=1)
     dim = check_int("dim", dim, minimum=1)
-    device = get_device(device)
-    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    device = torch.device("cpu") if device is None else get_device(device)
+    gen = generator(check_int("seed", seed, minimum=0))
     x = (2 * torch.rand(n, generator=gen, dtype=torch.float64) - 1) * np.pi
     return x[:, None].repeat(1, dim).to(dtype=dtype, device=device), torch.sin(x).to(dtype=dtype, device=device)
 
@@ -256,8 +345,8 @@ def _init_params(weights, biases, layers, dim, dtype, device):
 
 
 def _msa(x0, y, loss_fn, iterations, layers, delta, regularization, rho, inner_iterations, weights, biases, device):
-    device = get_device(device)
     _check_batch("x0", x0)
+    device = device_of(x0) if device is None else get_device(device)
     check_callable("loss_fn", loss_fn)
     iterations = check_int("iterations", iterations, minimum=1)
     layers = check_int("layers", layers, minimum=1)
@@ -272,8 +361,12 @@ def _msa(x0, y, loss_fn, iterations, layers, delta, regularization, rho, inner_i
         # 1. forward: states; 2. backward: costates (both frozen during the layer-wise maximisation)
         states = _forward(x0, weights, biases, delta)
         loss = loss_fn(states[-1], y) + regularization * (weights.pow(2).sum() + biases.pow(2).sum())
-        raise_if_nonfinite(loss.detach(), k, "MSA objective",
-                           "the Hamiltonian maximisation jumped too far; basic MSA often does this — use a penalty rho > 0")
+        raise_if_nonfinite(
+            loss.detach(),
+            k,
+            "MSA objective",
+            "the Hamiltonian maximisation jumped too far; basic MSA often does this — use a penalty rho > 0",
+        )
         _timed_history(history, times, loss, start)
         if k == iterations:
             break
@@ -297,55 +390,88 @@ def _msa(x0, y, loss_fn, iterations, layers, delta, regularization, rho, inner_i
 
             opt.step(closure)
             weights[n], biases[n] = w.detach(), b.detach()
-    return weights, biases, {"loss": history, "seconds": times, "evaluations": evaluations}
+    return ResNetTraining(weights, biases, {"loss": history, "seconds": times, "evaluations": evaluations})
 
 
-def basic_msa(x0: torch.Tensor, y: torch.Tensor, loss_fn: Callable = sum_readout_loss, *, iterations: int = 10,
-              layers: int = 20, delta: float = 0.25, regularization: float = 1e-3, inner_iterations: int = 10,
-              weights: torch.Tensor | None = None, biases: torch.Tensor | None = None, device=None):
+def basic_msa(
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable = sum_readout_loss,
+    *,
+    iterations: int = 10,
+    layers: int = 20,
+    delta: float = 0.25,
+    regularization: float = 1e-3,
+    inner_iterations: int = 10,
+    weights: torch.Tensor | None = None,
+    biases: torch.Tensor | None = None,
+    device=None,
+):
     r"""Basic MSA: forward states, backward costates, then maximise :math:`\sum_i H_n` in each layer.
 
     Each layer's maximisation is ``inner_iterations`` L-BFGS iterations started from the current
-    parameters. Parameters start at ``weights``/``biases`` (default zero). Returns
+    parameters. Parameters start at ``weights``/``biases`` (default zero). Computes on ``device``,
+    by default the device of ``x0``. Returns a :class:`ResNetTraining`
     ``(weights, biases, history)`` where ``history["loss"][k]`` is :math:`J` after ``k`` iterations and
     ``history["seconds"][k]`` the wall-clock time at which it was recorded; ``history["evaluations"][k]``
     counts the layer-Hamiltonian evaluations (with gradient) of iteration ``k`` summed over layers. The objective is not
     guaranteed to decrease; a :class:`~mldyn_lite.training.TrainingDivergedError` is raised if it
     becomes NaN or Inf.
     """
-    return _msa(x0, y, loss_fn, iterations, layers, delta, regularization, None, inner_iterations, weights, biases,
-                device)
+    return _msa(x0, y, loss_fn, iterations, layers, delta, regularization, None, inner_iterations, weights, biases, device)
 
 
-def extended_msa(x0: torch.Tensor, y: torch.Tensor, loss_fn: Callable = sum_readout_loss, *, iterations: int = 10,
-                 rho: float = 1.0, layers: int = 20, delta: float = 0.25, regularization: float = 1e-3,
-                 inner_iterations: int = 10, weights: torch.Tensor | None = None, biases: torch.Tensor | None = None,
-                 device=None):
+def extended_msa(
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable = sum_readout_loss,
+    *,
+    iterations: int = 10,
+    rho: float = 1.0,
+    layers: int = 20,
+    delta: float = 0.25,
+    regularization: float = 1e-3,
+    inner_iterations: int = 10,
+    weights: torch.Tensor | None = None,
+    biases: torch.Tensor | None = None,
+    device=None,
+):
     r"""Extended MSA (Li, Chen, Tai & E, 2018): maximise the augmented Hamiltonian (penalty ``rho`` > 0) per layer.
 
     Same arguments and return value as :func:`basic_msa`; the defaults are the published sin toy
     (20 layers, :math:`\delta = 0.25`, :math:`\lambda = 10^{-3}`, :math:`\rho = 1`, 10 L-BFGS iterations per layer).
     """
     rho = check_float("rho", rho, positive=True)
-    return _msa(x0, y, loss_fn, iterations, layers, delta, regularization, rho, inner_iterations, weights, biases,
-                device)
+    return _msa(x0, y, loss_fn, iterations, layers, delta, regularization, rho, inner_iterations, weights, biases, device)
 
 
 #: Optimisers :func:`gradient_training` knows, with the learning rates of the published comparison.
 GRADIENT_METHODS = {"sgd": 0.1, "adagrad": 0.1, "adam": 5e-3}
 
 
-def gradient_training(x0: torch.Tensor, y: torch.Tensor, loss_fn: Callable = sum_readout_loss, *,
-                      method: str = "adam", lr: float | None = None, iterations: int = 100, layers: int = 20,
-                      delta: float = 0.25, regularization: float = 1e-3, weights: torch.Tensor | None = None,
-                      biases: torch.Tensor | None = None, device=None):
+def gradient_training(
+    x0: torch.Tensor,
+    y: torch.Tensor,
+    loss_fn: Callable = sum_readout_loss,
+    *,
+    method: str = "adam",
+    lr: float | None = None,
+    iterations: int = 100,
+    layers: int = 20,
+    delta: float = 0.25,
+    regularization: float = 1e-3,
+    weights: torch.Tensor | None = None,
+    biases: torch.Tensor | None = None,
+    device=None,
+):
     r"""Full-batch gradient training of the same residual network with SGD, Adagrad or Adam.
 
     ``lr`` defaults to the published value for the method (:data:`GRADIENT_METHODS`). Returns
-    ``(weights, biases, history)`` like :func:`extended_msa`, recording :math:`J` before each step.
+    a :class:`ResNetTraining` ``(weights, biases, history)`` like :func:`extended_msa`, recording :math:`J`
+    before each step.
     """
-    device = get_device(device)
     _check_batch("x0", x0)
+    device = device_of(x0) if device is None else get_device(device)
     check_callable("loss_fn", loss_fn)
     check_choice("method", method, GRADIENT_METHODS)
     lr = GRADIENT_METHODS[method] if lr is None else check_float("lr", lr, positive=True)
@@ -364,14 +490,15 @@ def gradient_training(x0: torch.Tensor, y: torch.Tensor, loss_fn: Callable = sum
     for k in range(iterations + 1):
         opt.zero_grad()
         loss = loss_fn(_forward(x0, weights, biases, delta)[-1], y) + regularization * (
-            weights.pow(2).sum() + biases.pow(2).sum())
+            weights.pow(2).sum() + biases.pow(2).sum()
+        )
         raise_if_nonfinite(loss.detach(), k)
         _timed_history(history, times, loss.detach(), start)
         if k == iterations:
             break
         loss.backward()
         opt.step()
-    return weights.detach(), biases.detach(), {"loss": history, "seconds": times}
+    return ResNetTraining(weights.detach(), biases.detach(), {"loss": history, "seconds": times})
 
 
 # --------------------------------------------------------------------------------------------------
@@ -382,8 +509,16 @@ def gradient_training(x0: torch.Tensor, y: torch.Tensor, loss_fn: Callable = sum
 DISCRETE_SETS = ("binary", "ternary")
 
 
-def discrete_msa_update(weight: torch.Tensor, hamiltonian_grad: torch.Tensor, average: torch.Tensor, *,
-                        values: str = "binary", decay: float = 0.5, rho: float = 0.1, sparsity: float = 0.0):
+def discrete_msa_update(
+    weight: torch.Tensor,
+    hamiltonian_grad: torch.Tensor,
+    average: torch.Tensor,
+    *,
+    values: str = "binary",
+    decay: float = 0.5,
+    rho: float = 0.1,
+    sparsity: float = 0.0,
+):
     r"""One MSA step for weights in :math:`\{\pm1\}` (``"binary"``) or :math:`\{-1,0,1\}` (``"ternary"``).
 
     1. Moving average of the Hamiltonian gradient:
@@ -401,14 +536,15 @@ def discrete_msa_update(weight: torch.Tensor, hamiltonian_grad: torch.Tensor, av
     check_tensor("hamiltonian_grad", hamiltonian_grad)
     check_tensor("average", average)
     if hamiltonian_grad.shape != weight.shape or average.shape != weight.shape:
-        raise ValueError(f"hamiltonian_grad and average must have the shape of weight, {tuple(weight.shape)}, "
-                         f"got {tuple(hamiltonian_grad.shape)} and {tuple(average.shape)}")
+        raise ValueError(
+            f"hamiltonian_grad and average must have the shape of weight, {tuple(weight.shape)}, "
+            f"got {tuple(hamiltonian_grad.shape)} and {tuple(average.shape)}"
+        )
     check_choice("values", values, DISCRETE_SETS)
     decay = check_float("decay", decay, minimum=0.0, maximum=1.0)
     rho = check_float("rho", rho, minimum=0.0, maximum=1.0)
     sparsity = check_float("sparsity", sparsity, nonnegative=True)
-    allowed = torch.tensor([-1.0, 1.0] if values == "binary" else [-1.0, 0.0, 1.0], dtype=weight.dtype,
-                           device=weight.device)
+    allowed = torch.tensor([-1.0, 1.0] if values == "binary" else [-1.0, 0.0, 1.0], dtype=weight.dtype, device=weight.device)
     if not bool(torch.isin(weight, allowed).all()):
         raise ValueError(f"weight must have entries in {allowed.tolist()} for values={values!r}")
     if values == "binary" and sparsity > 0:
@@ -426,8 +562,16 @@ def discrete_msa_update(weight: torch.Tensor, hamiltonian_grad: torch.Tensor, av
     return weight, average
 
 
-def teacher_classification_data(n: int, dim: int = 16, classes: int = 3, width: int = 32, seed: int = 0,
-                                teacher_seed: int = 0, dtype=torch.float32, device=None):
+def teacher_classification_data(
+    n: int,
+    dim: int = 16,
+    classes: int = 3,
+    width: int = 32,
+    seed: int = 0,
+    teacher_seed: int = 0,
+    dtype=torch.float32,
+    device=None,
+):
     r"""A generated classification problem: :math:`x \sim N(0, I_d)`, label :math:`= \arg\max_k (A\tanh(Wx))_k`.
 
     The teacher :math:`(W, A)` has Gaussian entries (scaled by the fan-in) drawn from ``teacher_seed``;
@@ -437,11 +581,11 @@ def teacher_classification_data(n: int, dim: int = 16, classes: int = 3, width: 
     dim = check_int("dim", dim, minimum=1)
     classes = check_int("classes", classes, minimum=2)
     width = check_int("width", width, minimum=1)
-    device = get_device(device)
-    teacher = torch.Generator().manual_seed(check_int("teacher_seed", teacher_seed, minimum=0))
+    device = torch.device("cpu") if device is None else get_device(device)
+    teacher = generator(check_int("teacher_seed", teacher_seed, minimum=0))
     W = torch.randn(width, dim, generator=teacher) / dim**0.5
     A = torch.randn(classes, width, generator=teacher) / width**0.5
-    x = torch.randn(n, dim, generator=torch.Generator().manual_seed(check_int("seed", seed, minimum=0)))
+    x = torch.randn(n, dim, generator=generator(check_int("seed", seed, minimum=0)))
     labels = (torch.tanh(x @ W.T) @ A.T).argmax(dim=1)
     return x.to(dtype=dtype, device=device), labels.to(device)
 
@@ -464,11 +608,12 @@ def random_sign_weights(sizes, seed: int = 0, dtype=torch.float32, device=None) 
     if len(sizes) < 2:
         raise ValueError(f"sizes must hold at least 2 layer widths, got {sizes}")
     seed = check_int("seed", seed, minimum=0)
-    device = get_device(device)
-    gen = torch.Generator().manual_seed(seed)
-    return [torch.where(torch.rand(sizes[l + 1], sizes[l], generator=gen) < 0.5, -1.0, 1.0).to(dtype=dtype,
-                                                                                              device=device)
-            for l in range(len(sizes) - 1)]
+    device = torch.device("cpu") if device is None else get_device(device)
+    gen = generator(seed)
+    return [
+        torch.where(torch.rand(sizes[l + 1], sizes[l], generator=gen) < 0.5, -1.0, 1.0).to(dtype=dtype, device=device)
+        for l in range(len(sizes) - 1)
+    ]
 
 
 def _check_classification(x, y, sizes):
@@ -481,20 +626,32 @@ def _check_classification(x, y, sizes):
     return sizes
 
 
-def train_discrete_mlp(x: torch.Tensor, y: torch.Tensor, sizes, *, values: str = "binary", steps: int = 200,
-                       decay: float = 0.5, rho: float = 0.1, sparsity: float = 0.0, seed: int = 0, device=None):
+def train_discrete_mlp(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sizes,
+    *,
+    values: str = "binary",
+    steps: int = 200,
+    decay: float = 0.5,
+    rho: float = 0.1,
+    sparsity: float = 0.0,
+    seed: int = 0,
+    device=None,
+):
     r"""Train :func:`mlp_logits` with weights in :math:`\{\pm1\}` or :math:`\{-1,0,1\}` by discrete MSA (Li & Hao, 2018).
 
     Full batch, cross-entropy loss :math:`J`. Each step computes :math:`\partial H_l/\partial W_l = -\partial J/\partial W_l`
     (the costate identity: back-propagation gives the Hamiltonian's gradient) and applies
-    :func:`discrete_msa_update` to every layer. Weights start as random signs (``seed``). Returns
-    ``(weights, history)`` with per-step ``"loss"``, ``"flips"`` (entries changed) and ``"in_set"`` (whether every
+    :func:`discrete_msa_update` to every layer. Weights start as random signs (``seed``). Computes on
+    ``device``, by default that of ``x``. Returns a :class:`DiscreteTraining` ``(weights, history)``
+    with per-step ``"loss"``, ``"flips"`` (entries changed) and ``"in_set"`` (whether every
     weight lies in the set after the step).
     """
     import torch.nn.functional as F
 
-    device = get_device(device)
     sizes = _check_classification(x, y, sizes)
+    device = device_of(x) if device is None else get_device(device)
     check_choice("values", values, DISCRETE_SETS)
     steps = check_int("steps", steps, minimum=1)
     x, y = x.to(device), y.to(device)
@@ -509,36 +666,50 @@ def train_discrete_mlp(x: torch.Tensor, y: torch.Tensor, sizes, *, values: str =
         grads = torch.autograd.grad(loss, trial)
         flips = 0
         for l in range(len(weights)):
-            new, averages[l] = discrete_msa_update(weights[l], -grads[l], averages[l], values=values, decay=decay,
-                                                   rho=rho, sparsity=sparsity)
+            new, averages[l] = discrete_msa_update(
+                weights[l], -grads[l], averages[l], values=values, decay=decay, rho=rho, sparsity=sparsity
+            )
             flips += int((new != weights[l]).sum())
             weights[l] = new
         history["loss"].append(float(loss.detach()))
         history["flips"].append(flips)
         history["in_set"].append(all(bool(torch.isin(W, allowed).all()) for W in weights))
-    return weights, history
+    return DiscreteTraining(weights, history)
 
 
-def train_ste_mlp(x: torch.Tensor, y: torch.Tensor, sizes, *, values: str = "binary", steps: int = 200,
-                  lr: float = 1e-2, threshold: float = 0.05, seed: int = 0, device=None):
+def train_ste_mlp(
+    x: torch.Tensor,
+    y: torch.Tensor,
+    sizes,
+    *,
+    values: str = "binary",
+    steps: int = 200,
+    lr: float = 1e-2,
+    threshold: float = 0.05,
+    seed: int = 0,
+    device=None,
+):
     r"""Straight-through-estimator baseline: latent real weights :math:`w`, forward with :math:`q(w)`, Adam on :math:`w`.
 
     :math:`q(w) = \mathrm{sign}(w)` (binary) or :math:`\mathrm{sign}(w)\,\mathbf 1[|w| > \text{threshold}]` (ternary); the
     backward pass treats :math:`q` as the identity, and :math:`w` is clipped to :math:`[-1, 1]`. Latent weights start
-    Gaussian with standard deviation 0.1 (``seed``). Returns ``(quantised weights, history)`` with per-step ``"loss"``.
+    Gaussian with standard deviation 0.1 (``seed``). Returns a :class:`DiscreteTraining`
+    ``(quantised weights, history)`` with per-step ``"loss"``.
     """
     import torch.nn.functional as F
 
-    device = get_device(device)
     sizes = _check_classification(x, y, sizes)
+    device = device_of(x) if device is None else get_device(device)
     check_choice("values", values, DISCRETE_SETS)
     steps = check_int("steps", steps, minimum=1)
     lr = check_float("lr", lr, positive=True)
     threshold = check_float("threshold", threshold, nonnegative=True)
     x, y = x.to(device), y.to(device)
-    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    latent = [(0.1 * torch.randn(sizes[l + 1], sizes[l], generator=gen)).to(dtype=x.dtype, device=device)
-              .requires_grad_(True) for l in range(len(sizes) - 1)]
+    gen = generator(check_int("seed", seed, minimum=0))
+    latent = [
+        (0.1 * torch.randn(sizes[l + 1], sizes[l], generator=gen)).to(dtype=x.dtype, device=device).requires_grad_(True)
+        for l in range(len(sizes) - 1)
+    ]
 
     def quantise(w):
         q = torch.where(w >= 0, 1.0, -1.0) if values == "binary" else torch.sign(w) * (w.abs() > threshold)
@@ -556,7 +727,7 @@ def train_ste_mlp(x: torch.Tensor, y: torch.Tensor, sizes, *, values: str = "bin
             for w in latent:
                 w.clamp_(-1.0, 1.0)
         history["loss"].append(float(loss.detach()))
-    return [quantise(w).detach() for w in latent], history
+    return DiscreteTraining([quantise(w).detach() for w in latent], history)
 
 
 # --------------------------------------------------------------------------------------------------
@@ -564,8 +735,7 @@ def train_ste_mlp(x: torch.Tensor, y: torch.Tensor, sizes, *, values: str = "bin
 # --------------------------------------------------------------------------------------------------
 
 
-def solve_hjb_1d(drift: Callable, running_cost: Callable, terminal_cost: Callable, x_grid, u_grid, T: float,
-                 steps: int):
+def solve_hjb_1d(drift: Callable, running_cost: Callable, terminal_cost: Callable, x_grid, u_grid, T: float, steps: int):
     r"""Value function of :math:`\min_u \int_0^T r(x_t, u_t)\,dt + \Phi(x_T)`, :math:`\dot x = f(x, u)`, on a 1-D grid.
 
     Semi-Lagrangian dynamic programming, backwards from :math:`V(T, x) = \Phi(x)`:
@@ -713,9 +883,10 @@ def simulate_linear(A, B, x0, control: Callable, T: float, steps: int = 200, sub
     r"""Integrate :math:`\dot x = Ax + B\,u(t, x)` from ``x0``; returns ``(times, x)`` on ``steps + 1`` equal times.
 
     ``control(t, x)`` returns the control vector (shape ``(m,)``): an *open-loop* control ignores ``x``,
-    a *closed-loop* (feedback) control uses it. Classical fourth-order Runge–Kutta with ``substeps``
-    steps per output interval: a fixed cost, and no step-size trouble with controls that are only
-    piecewise smooth (e.g. interpolated on the output grid).
+    a *closed-loop* (feedback) control uses it. Classical fourth-order Runge–Kutta
+    (:func:`mldyn_lite.numerics.integrate`, ``rule="classic"``, in float64) with ``substeps`` steps per
+    output interval: a fixed cost, and no step-size trouble with controls that are only piecewise smooth
+    (e.g. interpolated on the output grid).
     """
     A = np.atleast_2d(check_array("A", A))
     B = np.atleast_2d(check_array("B", B))
@@ -726,20 +897,11 @@ def simulate_linear(A, B, x0, control: Callable, T: float, steps: int = 200, sub
     T = check_float("T", T, positive=True)
     steps = check_int("steps", steps, minimum=1)
     substeps = check_int("substeps", substeps, minimum=1)
-    h = T / (steps * substeps)
 
     def field(t, x):
-        return A @ x + B @ np.atleast_1d(control(t, x))
+        x = x.numpy()
+        return torch.from_numpy(A @ x + B @ np.atleast_1d(control(t, x)))
 
-    path = [x0.astype(float)]
-    x = path[0]
-    for k in range(steps * substeps):
-        t = k * h
-        k1 = field(t, x)
-        k2 = field(t + h / 2, x + h / 2 * k1)
-        k3 = field(t + h / 2, x + h / 2 * k2)
-        k4 = field(t + h, x + h * k3)
-        x = x + h / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
-        if (k + 1) % substeps == 0:
-            path.append(x)
-    return np.linspace(0.0, T, steps + 1), np.array(path)
+    x0 = torch.tensor(x0, dtype=torch.float64)
+    path = integrate(field, x0, T, steps * substeps, "rk4", rule="classic", return_path=True)
+    return np.linspace(0.0, T, steps + 1), path[::substeps].numpy()

@@ -3,9 +3,10 @@ r"""Student and instructor editions of the book's notebooks, from one source.
 The book's notebooks carry their exercises and solutions in sphinx-exercise syntax (see
 CONTRIBUTING.md):
 
-* a text solution is a ``{solution}`` directive, ```` ```{solution} ex-label ```` … ```` ``` ````;
-* a solution with code is *gated*: a markdown block ```` ```{solution-start} ex-label ````, then code
-  cells tagged ``solution`` (and markdown), then a block ```` ```{solution-end} ````;
+* a text solution is a ``{solution}`` directive (a fenced block opened by three backticks and
+  ``{solution} ex-label``);
+* a solution with code is *gated*: a markdown block ``{solution-start} ex-label``, then code
+  cells tagged ``solution`` (and markdown), then a block ``{solution-end}``;
 * a code cell tagged ``self-check``, placed after the solution, calls a check from
   :mod:`mldyn_lite.selfcheck` on the reader's function.
 
@@ -53,12 +54,34 @@ import sys
 from dataclasses import dataclass, field
 from pathlib import Path
 
+__all__ = [
+    "EDITIONS",
+    "NBGRADER_CODE_STUB",
+    "NBGRADER_CONFIG",
+    "NBGRADER_SCHEMA_VERSION",
+    "SELF_CHECK_TAG",
+    "SOLUTION_TAG",
+    "Block",
+    "CourseworkError",
+    "EditionReport",
+    "find_notebooks",
+    "main",
+    "markdown_blocks",
+    "nbgrader_notebook",
+    "solution_regions",
+    "student_notebook",
+    "stub_source",
+    "write_edition",
+    "write_nbgrader_course",
+]
+
 SOLUTION_TAG = "solution"
 SELF_CHECK_TAG = "self-check"
 EDITIONS = ("student", "instructor")
 NBGRADER_SCHEMA_VERSION = 3
-NBGRADER_CODE_STUB = ("# YOUR CODE HERE: replace the next line (raise NotImplementedError) by your code\n"
-                      "raise NotImplementedError()")
+NBGRADER_CODE_STUB = (
+    "# YOUR CODE HERE: replace the next line (raise NotImplementedError) by your code\nraise NotImplementedError()"
+)
 
 # A fence opens with 3+ backticks, tildes or colons (MyST colon_fence), optionally a {directive} and argument.
 _FENCE_OPEN = re.compile(r"^ {0,3}(?P<fence>`{3,}|~{3,}|:{3,})\s*(?:\{(?P<directive>[^}\s]+)\})?\s*(?P<argument>.*?)\s*$")
@@ -99,7 +122,7 @@ def markdown_blocks(source: str) -> list[Block]:
             end += 1
         if end == len(lines):
             raise CourseworkError(f"the fence {fence} opened by {lines[i].strip()!r} is never closed")
-        blocks.append(Block("".join(lines[i:end + 1]), opening.group("directive"), opening.group("argument")))
+        blocks.append(Block("".join(lines[i : end + 1]), opening.group("directive"), opening.group("argument")))
         i = end + 1
     if plain:
         blocks.append(Block("".join(plain)))
@@ -134,9 +157,11 @@ def _cell_id(label: str, taken: set[str]) -> str:
 
 def stub_source(label: str, solution_sources: list[str]) -> str:
     """The code a student starts from: the solution's function signatures, each raising NotImplementedError."""
-    header = (f"# Exercise {label}: your code here (the book's solution is not in this edition).\n"
-              "# Replace each `raise NotImplementedError(...)` line below by your code, then run the self-check "
-              "below, if any.")
+    header = (
+        f"# Exercise {label}: your code here (the book's solution is not in this edition).\n"
+        "# Replace each `raise NotImplementedError(...)` line below by your code, then run the self-check "
+        "below, if any."
+    )
     definitions, other_code = [], False
     for source in solution_sources:
         try:
@@ -153,8 +178,11 @@ def stub_source(label: str, solution_sources: list[str]) -> str:
                 other_code = True
     parts = [header, *definitions]
     if other_code or not definitions:
-        parts.append("# replace the next line by the code of your solution that runs the experiment"
-                     if definitions else "# replace the next line by your code")
+        parts.append(
+            "# replace the next line by the code of your solution that runs the experiment"
+            if definitions
+            else "# replace the next line by your code"
+        )
         parts[-1] += f'\nraise NotImplementedError("Exercise {label}: your code here")'
     return "\n\n\n".join(parts) if definitions else "\n".join(parts)
 
@@ -163,7 +191,7 @@ def _docstring(node, indent: str) -> list[str]:
     doc = ast.get_docstring(node)
     if not doc:
         return []
-    lines = doc.replace('"""', r'\"\"\"').split("\n")
+    lines = doc.replace('"""', r"\"\"\"").split("\n")
     if len(lines) == 1:
         return [f'{indent}    """{lines[0]}"""']
     return [f'{indent}    """{lines[0]}', *[f"{indent}    {line}" if line else "" for line in lines[1:]], f'{indent}    """']
@@ -172,17 +200,23 @@ def _docstring(node, indent: str) -> list[str]:
 def _function_stub(node, label: str, indent: str) -> str:
     keyword = "async def" if isinstance(node, ast.AsyncFunctionDef) else "def"
     returns = f" -> {ast.unparse(node.returns)}" if node.returns else ""
-    lines = [f"{indent}{keyword} {node.name}({ast.unparse(node.args)}){returns}:", *_docstring(node, indent),
-             f"{indent}    # replace the next line by the body of {node.name}",
-             f'{indent}    raise NotImplementedError("Exercise {label}: write {node.name}")']
+    lines = [
+        f"{indent}{keyword} {node.name}({ast.unparse(node.args)}){returns}:",
+        *_docstring(node, indent),
+        f"{indent}    # replace the next line by the body of {node.name}",
+        f'{indent}    raise NotImplementedError("Exercise {label}: write {node.name}")',
+    ]
     return "\n".join(lines)
 
 
 def _class_stub(node: ast.ClassDef, label: str) -> str:
     bases = ", ".join(ast.unparse(b) for b in node.bases + node.keywords)
     lines = [f"class {node.name}({bases}):" if bases else f"class {node.name}:", *_docstring(node, "")]
-    methods = [_function_stub(item, label, "    ") for item in node.body
-               if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))]
+    methods = [
+        _function_stub(item, label, "    ")
+        for item in node.body
+        if isinstance(item, (ast.FunctionDef, ast.AsyncFunctionDef))
+    ]
     body = "\n\n".join(methods) if methods else f'    raise NotImplementedError("Exercise {label}: write {node.name}")'
     return "\n".join(lines) + "\n" + body
 
@@ -236,8 +270,10 @@ def student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, EditionRep
                     report.text_solutions.append(block.argument)
                 elif block.directive == "solution-start":
                     if gate is not None:
-                        raise CourseworkError(f"{where(k)}: solution-start {block.argument} inside the gated "
-                                              f"solution of {gate.label} (missing solution-end?)")
+                        raise CourseworkError(
+                            f"{where(k)}: solution-start {block.argument} inside the gated "
+                            f"solution of {gate.label} (missing solution-end?)"
+                        )
                     if not block.argument:
                         raise CourseworkError(f"{where(k)}: solution-start without an exercise label")
                     gate = _Gate(block.argument)
@@ -260,11 +296,19 @@ def student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, EditionRep
         elif kind == "code":
             if SOLUTION_TAG in tags:
                 if gate is None:
-                    raise CourseworkError(f"{where(k)}: a code cell tagged {SOLUTION_TAG!r} outside a gated solution "
-                                          "(it would be shown in the book); put it between solution-start and solution-end")
+                    raise CourseworkError(
+                        f"{where(k)}: a code cell tagged {SOLUTION_TAG!r} outside a gated solution "
+                        "(it would be shown in the book); put it between solution-start and solution-end"
+                    )
                 if gate.stub_index is None:
-                    stub = {"cell_type": "code", "execution_count": None, "id": _cell_id(gate.label, taken_ids),
-                            "metadata": {"tags": ["exercise-stub"]}, "outputs": [], "source": ""}
+                    stub = {
+                        "cell_type": "code",
+                        "execution_count": None,
+                        "id": _cell_id(gate.label, taken_ids),
+                        "metadata": {"tags": ["exercise-stub"]},
+                        "outputs": [],
+                        "source": "",
+                    }
                     if "id" not in cell:
                         del stub["id"]
                     cells_out.append(stub)
@@ -272,8 +316,10 @@ def student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, EditionRep
                 gate.sources.append(_source(cell))
             elif gate is not None:
                 what = "a self-check" if SELF_CHECK_TAG in tags else f"a code cell not tagged {SOLUTION_TAG!r}"
-                raise CourseworkError(f"{where(k)}: {what} inside the gated solution of {gate.label}; "
-                                      "self-checks go after solution-end, solution code is tagged 'solution'")
+                raise CourseworkError(
+                    f"{where(k)}: {what} inside the gated solution of {gate.label}; "
+                    "self-checks go after solution-end, solution code is tagged 'solution'"
+                )
             else:
                 new = copy.deepcopy(cell)
                 if SELF_CHECK_TAG in tags:
@@ -292,10 +338,18 @@ def student_notebook(nb: dict, name: str = "notebook") -> tuple[dict, EditionRep
 
 # --- nbgrader course ----------------------------------------------------------------------------
 
-def _nbgrader_cell(cell: dict, grade_id: str, *, solution: bool = False, grade: bool = False, points: int = 0,
-                   locked: bool = False) -> dict:
-    meta = {"grade": grade, "grade_id": grade_id, "locked": locked, "schema_version": NBGRADER_SCHEMA_VERSION,
-            "solution": solution, "task": False}
+
+def _nbgrader_cell(
+    cell: dict, grade_id: str, *, solution: bool = False, grade: bool = False, points: int = 0, locked: bool = False
+) -> dict:
+    meta = {
+        "grade": grade,
+        "grade_id": grade_id,
+        "locked": locked,
+        "schema_version": NBGRADER_SCHEMA_VERSION,
+        "solution": solution,
+        "task": False,
+    }
     if grade:
         meta["points"] = points
     cell["metadata"]["nbgrader"] = meta
@@ -341,36 +395,68 @@ def nbgrader_notebook(chapter: str) -> dict:
     graded = problems(chapter)
     total = sum(p.points for p in graded)
     listing = "\n".join(f"{k}. **{p.title}** ({p.kind}, {p.points} points)" for k, p in enumerate(graded, 1))
-    intro = (f"# Coursework, chapter {chapter[2:]}: {CHAPTERS[chapter]}\n\n"
-             f"{len(graded)} problems, {total} points:\n\n{listing}\n\n"
-             "In each solution cell, replace the line `raise NotImplementedError()` (under `# YOUR CODE HERE`) by your "
-             "code; keep the function's name and arguments. Derivations asked for go in your own notes or a new "
-             "Markdown cell. The test cell after each solution runs checks you can see (a failed check stops with "
-             "a message: the case, the expected and the obtained value, a hint); hidden tests of the same problem run "
-             "when your notebook is graded. Before you submit: *Kernel → Restart & Run All*, and no cell should stop "
-             "with an error.")
-    cells = [_nbgrader_cell(_markdown(intro, f"{chapter}-intro"), f"{chapter}-intro", locked=True),
-             _nbgrader_cell(_code(SETUP, f"{chapter}-setup"), f"{chapter}-setup", locked=True)]
+    intro = (
+        f"# Coursework, chapter {chapter[2:]}: {CHAPTERS[chapter]}\n\n"
+        f"{len(graded)} problems, {total} points:\n\n{listing}\n\n"
+        "In each solution cell, replace the line `raise NotImplementedError()` (under `# YOUR CODE HERE`) by your "
+        "code; keep the function's name and arguments. Derivations asked for go in your own notes or a new "
+        "Markdown cell. The test cell after each solution runs checks you can see (a failed check stops with "
+        "a message: the case, the expected and the obtained value, a hint); hidden tests of the same problem run "
+        "when your notebook is graded. Before you submit: *Kernel → Restart & Run All*, and no cell should stop "
+        "with an error."
+    )
+    cells = [
+        _nbgrader_cell(_markdown(intro, f"{chapter}-intro"), f"{chapter}-intro", locked=True),
+        _nbgrader_cell(_code(SETUP, f"{chapter}-setup"), f"{chapter}-setup", locked=True),
+    ]
     for k, problem in enumerate(graded, 1):
         gid = problem.label
-        statement = (f"## Problem {k}: {problem.title}\n\n*{problem.kind.capitalize()} · {problem.points} points "
-                     f"(`{gid}`)*\n\n{problem.statement}")
+        statement = (
+            f"## Problem {k}: {problem.title}\n\n*{problem.kind.capitalize()} · {problem.points} points "
+            f"(`{gid}`)*\n\n{problem.statement}"
+        )
         cells += [
             _nbgrader_cell(_markdown(statement, f"{gid}-text"), f"{gid}-text", locked=True),
-            _nbgrader_cell(_code(f"# Problem {k} ({gid}): replace the line `raise NotImplementedError()` in each "
-                                 "function below by your code.\n" + solution_regions(problem.solution),
-                                 f"{gid}-solution"), f"{gid}-solution", solution=True),
-            _nbgrader_cell(_code(f"# Tests of problem {k} ({gid}), {problem.visible_points} points.\n"
-                                 + problem.visible_tests, f"{gid}-tests"), f"{gid}-tests", grade=True,
-                           points=problem.visible_points, locked=True),
-            _nbgrader_cell(_code(f"# Hidden tests of problem {k} ({gid}), {problem.hidden_points} points: they run when "
-                                 "your notebook is graded.\n### BEGIN HIDDEN TESTS\n" + problem.hidden_tests
-                                 + "\n### END HIDDEN TESTS", f"{gid}-hidden"), f"{gid}-hidden", grade=True,
-                           points=problem.hidden_points, locked=True),
+            _nbgrader_cell(
+                _code(
+                    f"# Problem {k} ({gid}): replace the line `raise NotImplementedError()` in each "
+                    "function below by your code.\n" + solution_regions(problem.solution),
+                    f"{gid}-solution",
+                ),
+                f"{gid}-solution",
+                solution=True,
+            ),
+            _nbgrader_cell(
+                _code(
+                    f"# Tests of problem {k} ({gid}), {problem.visible_points} points.\n" + problem.visible_tests,
+                    f"{gid}-tests",
+                ),
+                f"{gid}-tests",
+                grade=True,
+                points=problem.visible_points,
+                locked=True,
+            ),
+            _nbgrader_cell(
+                _code(
+                    f"# Hidden tests of problem {k} ({gid}), {problem.hidden_points} points: they run when "
+                    "your notebook is graded.\n### BEGIN HIDDEN TESTS\n" + problem.hidden_tests + "\n### END HIDDEN TESTS",
+                    f"{gid}-hidden",
+                ),
+                f"{gid}-hidden",
+                grade=True,
+                points=problem.hidden_points,
+                locked=True,
+            ),
         ]
-    return {"cells": cells, "metadata": {
-        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
-        "language_info": {"name": "python"}}, "nbformat": 4, "nbformat_minor": 5}
+    return {
+        "cells": cells,
+        "metadata": {
+            "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+            "language_info": {"name": "python"},
+        },
+        "nbformat": 4,
+        "nbformat_minor": 5,
+    }
 
 
 NBGRADER_CONFIG = """# nbgrader configuration of the course written by `python -m mldyn_lite.coursework nbgrader`.
@@ -402,6 +488,7 @@ def write_nbgrader_course(chapter: str, target: str | Path) -> Path:
 
 
 # --- files and command line ---------------------------------------------------------------------
+
 
 def find_notebooks(source: Path) -> list[Path]:
     """The notebooks at ``source`` (a notebook, or a folder searched recursively), checkpoints excluded."""
@@ -466,12 +553,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="python -m mldyn_lite.coursework",
         description="Write the student edition (solutions replaced by stubs and self-checks) or the instructor "
-                    "edition (the book's notebooks) of the notebooks in SOURCE, or an nbgrader course folder with "
-                    "the graded problems of chapter SOURCE.")
-    parser.add_argument("edition", choices=(*EDITIONS, "nbgrader"),
-                        help="student, instructor, or nbgrader (an nbgrader course folder with one chapter's assignment)")
-    parser.add_argument("source", help="a notebook, or a folder searched for notebooks (e.g. notebooks/ or notebooks/ch1); "
-                                       "for nbgrader the chapter: ch1, ch2, ch3 or ch4")
+        "edition (the book's notebooks) of the notebooks in SOURCE, or an nbgrader course folder with "
+        "the graded problems of chapter SOURCE.",
+    )
+    parser.add_argument(
+        "edition",
+        choices=(*EDITIONS, "nbgrader"),
+        help="student, instructor, or nbgrader (an nbgrader course folder with one chapter's assignment)",
+    )
+    parser.add_argument(
+        "source",
+        help="a notebook, or a folder searched for notebooks (e.g. notebooks/ or notebooks/ch1); "
+        "for nbgrader the chapter: ch1, ch2, ch3 or ch4",
+    )
     parser.add_argument("output", help="folder to write the edition to (created if missing)")
     args = parser.parse_args(argv)
     if args.edition == "nbgrader":
@@ -492,8 +586,10 @@ def main(argv: list[str] | None = None) -> int:
         if report is None:
             print(f"{path}")
         else:
-            print(f"{path}: {len(report.code_solutions)} code stubs, {len(report.text_solutions)} text solutions "
-                  f"removed, {report.self_checks} self-checks")
+            print(
+                f"{path}: {len(report.code_solutions)} code stubs, {len(report.text_solutions)} text solutions "
+                f"removed, {report.self_checks} self-checks"
+            )
     print(f"{args.edition} edition: {len(written)} notebooks in {Path(args.output).resolve()}")
     return 0
 

@@ -43,15 +43,58 @@ fixed Euler or fourth-order Runge–Kutta steps (error :math:`O(\delta)` and
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from ._checks import check_array, check_callable, check_choice, check_float, check_int, check_tensor
-from .numerics import METHODS, RK4_RULES, integrate  # noqa: F401  (re-exported: flows.integrate)
+from .numerics import METHODS, RK4_RULES, generator, integrate  # noqa: F401  (re-exported: flows.integrate)
 from .numerics import step as _step
 from .training import fit
+
+__all__ = [
+    "ACTIVATIONS",
+    "READOUTS",
+    "ContinuousResNet",
+    "LayerwiseTanhField",
+    "ResNetClassifier",
+    "SmoothTanhField",
+    "Training",
+    "best_linear_accuracy",
+    "escape_times",
+    "euler_flow",
+    "integrate",
+    "inverse_flow",
+    "isotonic_error",
+    "isotonic_regression",
+    "lecture_example_field",
+    "linearly_separable",
+    "reference_flow",
+    "rk4_flow",
+    "smallest_increment",
+    "train_classifier",
+    "train_regressor",
+    "well_function",
+]
+
+
+def _cpu_unless(device) -> torch.device:
+    """A model built from nothing lives on ``device`` if given, else on the CPU (the book's device rule)."""
+    return torch.device("cpu") if device is None else torch.device(device)
+
+
+class Training(NamedTuple):
+    """What :func:`train_classifier` and :func:`train_regressor` return: the trained model and its loss history."""
+
+    model: nn.Module
+    history: list
+
+    @property
+    def final_loss(self) -> float:
+        """The last training loss."""
+        return self.history[-1]
 
 
 def _check_flow_args(field, x0, T, steps):
@@ -79,8 +122,7 @@ def euler_flow(field, x0: torch.Tensor, T: float, steps: int, return_path: bool 
     return integrate(field, x0, T, steps, "euler", return_path=return_path)
 
 
-def rk4_flow(field, x0: torch.Tensor, T: float, steps: int, return_path: bool = False,
-             rule: str = "3/8") -> torch.Tensor:
+def rk4_flow(field, x0: torch.Tensor, T: float, steps: int, return_path: bool = False, rule: str = "3/8") -> torch.Tensor:
     r"""Fixed-step fourth-order Runge–Kutta for :math:`\dot x = f(t, x)` (global error :math:`O(\delta^4)`).
 
     ``rule="3/8"`` (default) is Kutta's 3/8 rule, the step that ``torchdiffeq``'s
@@ -91,6 +133,7 @@ def rk4_flow(field, x0: torch.Tensor, T: float, steps: int, return_path: bool = 
     """
     check_tensor("x0", x0, ndim=2)
     return integrate(field, x0, T, steps, "rk4", return_path=return_path, rule=rule)
+
 
 def reference_flow(field, x0: torch.Tensor, T: float, rtol: float = 1e-10, atol: float = 1e-12) -> torch.Tensor:
     """Flow map :math:`\\varphi_T(x_0)` from ``torchdiffeq``'s adaptive Dormand–Prince solver.
@@ -119,15 +162,25 @@ class SmoothTanhField(nn.Module):
     ResNet of any depth :math:`L` samples them at :math:`t_n = n T / L`.
     """
 
-    def __init__(self, dim: int, width: int, T: float = 1.0, degree: int = 2, scale: float = 1.0,
-                 seed: int = 0, dtype: torch.dtype = torch.float64, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        T: float = 1.0,
+        degree: int = 2,
+        scale: float = 1.0,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float64,
+        device: str | torch.device | None = None,
+    ):
         super().__init__()
+        device = _cpu_unless(device)
         dim = check_int("dim", dim, minimum=1)
         width = check_int("width", width, minimum=1)
         degree = check_int("degree", degree, minimum=0)
         self.T = check_float("T", T, positive=True)
         scale = check_float("scale", scale, positive=True)
-        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        gen = generator(check_int("seed", seed, minimum=0))
 
         def coefficients(*shape, fan_in):
             return nn.Parameter(
@@ -158,15 +211,25 @@ class LayerwiseTanhField(nn.Module):
     gives exactly the residual network :math:`x_{n+1} = x_n + \delta A_n\tanh(W_n x_n + b_n)`.
     """
 
-    def __init__(self, dim: int, width: int, layers: int, T: float = 1.0, init_scale: float = 0.1,
-                 seed: int = 0, dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        dim: int,
+        width: int,
+        layers: int,
+        T: float = 1.0,
+        init_scale: float = 0.1,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device | None = None,
+    ):
         super().__init__()
+        device = _cpu_unless(device)
         dim = check_int("dim", dim, minimum=1)
         width = check_int("width", width, minimum=1)
         self.layers = check_int("layers", layers, minimum=1)
         self.T = check_float("T", T, positive=True)
         init_scale = check_float("init_scale", init_scale, nonnegative=True)
-        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+        gen = generator(check_int("seed", seed, minimum=0))
         A = init_scale * torch.randn(self.layers, dim, width, generator=gen, dtype=dtype)
         W = torch.randn(self.layers, width, dim, generator=gen, dtype=dtype) / math.sqrt(dim)
         self.A = nn.Parameter(A.to(device))
@@ -185,13 +248,22 @@ class ResNetClassifier(nn.Module):
     trajectories through the layers can be drawn in the plane.
     """
 
-    def __init__(self, dim: int = 2, width: int = 16, layers: int = 10, T: float = 1.0, classes: int = 2,
-                 seed: int = 0, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        dim: int = 2,
+        width: int = 16,
+        layers: int = 10,
+        T: float = 1.0,
+        classes: int = 2,
+        seed: int = 0,
+        device: str | torch.device | None = None,
+    ):
         super().__init__()
+        device = _cpu_unless(device)
         self.field = LayerwiseTanhField(dim, width, layers, T, seed=seed, device=device)
         classes = check_int("classes", classes, minimum=2)
-        gen = torch.Generator().manual_seed(seed + 1)
-        self.readout = nn.Linear(dim, classes).to(device)
+        gen = generator(seed + 1)
+        self.readout = nn.utils.skip_init(nn.Linear, dim, classes, device=device)  # no draw from the global RNG
         with torch.no_grad():
             self.readout.weight.copy_(torch.randn(classes, dim, generator=gen) / math.sqrt(dim))
             self.readout.bias.zero_()
@@ -277,11 +349,26 @@ class ContinuousResNet(nn.Module):
     :meth:`inverse` integrates the pieces backward in reverse order.
     """
 
-    def __init__(self, dim: int, width: int = 16, pieces: int = 8, T: float = 1.0, *, augment: int = 0,
-                 readout: str = "identity", out_features: int | None = None, activation: str = "tanh",
-                 method: str = "rk4", steps_per_piece: int = 1, init_scale: float = 0.1, seed: int = 0,
-                 dtype: torch.dtype = torch.float32, device: str | torch.device = "cpu"):
+    def __init__(
+        self,
+        dim: int,
+        width: int = 16,
+        pieces: int = 8,
+        T: float = 1.0,
+        *,
+        augment: int = 0,
+        readout: str = "identity",
+        out_features: int | None = None,
+        activation: str = "tanh",
+        method: str = "rk4",
+        steps_per_piece: int = 1,
+        init_scale: float = 0.1,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+        device: str | torch.device | None = None,
+    ):
         super().__init__()
+        device = _cpu_unless(device)
         self.dim = check_int("dim", dim, minimum=1)
         width = check_int("width", width, minimum=1)
         self.pieces = check_int("pieces", pieces, minimum=1)
@@ -297,9 +384,10 @@ class ContinuousResNet(nn.Module):
             out_features = self.dim
         self.out_features = check_int("out_features", out_features, minimum=1)
         if readout == "identity" and self.out_features > self.state_dim:
-            raise ValueError(f"out_features must be <= dim + augment = {self.state_dim} for readout='identity', "
-                             f"got {self.out_features}")
-        gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+            raise ValueError(
+                f"out_features must be <= dim + augment = {self.state_dim} for readout='identity', got {self.out_features}"
+            )
+        gen = generator(check_int("seed", seed, minimum=0))
         K, D = self.pieces, self.state_dim
         A = init_scale * torch.randn(K, D, width, generator=gen, dtype=dtype) / math.sqrt(width)
         W = torch.randn(K, width, D, generator=gen, dtype=dtype) / math.sqrt(D)
@@ -371,8 +459,16 @@ class ContinuousResNet(nn.Module):
         for k in order:
             field = self.piece_field(k)
             t0 = k * piece_length
-            segment = integrate(field, path[-1], piece_length, self.steps_per_piece, self.method, t0=t0,
-                                backward=backward, return_path=return_path)
+            segment = integrate(
+                field,
+                path[-1],
+                piece_length,
+                self.steps_per_piece,
+                self.method,
+                t0=t0,
+                backward=backward,
+                return_path=return_path,
+            )
             path.extend(segment[1:] if return_path else [segment])
         return torch.stack(path) if return_path else path[-1]
 
@@ -399,12 +495,14 @@ def _check_model(model):
     return model
 
 
-def train_classifier(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, steps: int = 300,
-                     lr: float = 1e-2) -> list[float]:
+def train_classifier(
+    model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *, steps: int = 300, lr: float = 1e-2
+) -> Training:
     r"""Minimise the cross-entropy :math:`-\frac1N\sum_i \log \mathrm{softmax}(F(x^i))_{y^i}` with Adam.
 
     ``model(x)`` must return logits of shape ``(N, classes)``; ``labels`` are integers of shape ``(N,)``.
-    Stops with the step number at the first NaN/Inf (:func:`mldyn_lite.fit`). Returns the loss history.
+    Stops with the step number at the first NaN/Inf (:func:`mldyn_lite.fit`). Trains ``model`` in place and
+    returns a :class:`Training` ``(model, history)``.
     """
     _check_model(model)
     check_tensor("x", x, ndim=2)
@@ -412,12 +510,11 @@ def train_classifier(model: nn.Module, x: torch.Tensor, labels: torch.Tensor, *,
         raise ValueError(f"labels must be an integer tensor of shape ({x.shape[0]},)")
     if labels.is_floating_point():
         raise TypeError(f"labels must have an integer dtype, got {labels.dtype}")
-    return fit(model, lambda: nn.functional.cross_entropy(model(x), labels), steps=steps, lr=lr)
+    return Training(model, fit(model, lambda: nn.functional.cross_entropy(model(x), labels), steps=steps, lr=lr))
 
 
-def train_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 300,
-                    lr: float = 1e-2) -> list[float]:
-    r"""Minimise the mean square error :math:`\frac1N\sum_i |F(x^i) - y^i|^2` with Adam; returns the loss history.
+def train_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps: int = 300, lr: float = 1e-2) -> Training:
+    r"""Minimise the mean square error :math:`\frac1N\sum_i |F(x^i) - y^i|^2` with Adam; returns a :class:`Training`.
 
     ``x`` and ``y`` have shapes ``(N, d)`` and ``(N, out)``.
     """
@@ -426,7 +523,7 @@ def train_regressor(model: nn.Module, x: torch.Tensor, y: torch.Tensor, *, steps
     check_tensor("y", y, ndim=2)
     if y.shape[0] != x.shape[0]:
         raise ValueError(f"y must have as many rows as x ({x.shape[0]}), got shape {tuple(y.shape)}")
-    return fit(model, lambda: (model(x) - y).square().sum(dim=1).mean(), steps=steps, lr=lr)
+    return Training(model, fit(model, lambda: (model(x) - y).square().sum(dim=1).mean(), steps=steps, lr=lr))
 
 
 # --- measuring: linear separability, monotonicity, isotonic regression --------------------------------------
@@ -477,8 +574,13 @@ def best_linear_accuracy(features, labels, steps: int = 100, ridge: float = 1e-3
     target = torch.tensor((signs + 1) / 2, dtype=torch.float64)
     w = torch.zeros(X.shape[1], dtype=torch.float64, requires_grad=True)
     c = torch.zeros((), dtype=torch.float64, requires_grad=True)
-    fit([w, c], lambda: nn.functional.binary_cross_entropy_with_logits(z @ w + c, target) + ridge * w.square().sum(),
-        steps=steps, lr=1.0, optimizer="lbfgs")
+    fit(
+        [w, c],
+        lambda: nn.functional.binary_cross_entropy_with_logits(z @ w + c, target) + ridge * w.square().sum(),
+        steps=steps,
+        lr=1.0,
+        optimizer="lbfgs",
+    )
     with torch.no_grad():
         accuracy = float(((z @ w + c > 0).double() == target).double().mean())
         w_raw = w.numpy() / std

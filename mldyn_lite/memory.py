@@ -46,6 +46,7 @@ integrated with :func:`~mldyn_lite.numerics.integrate`.
 from __future__ import annotations
 
 import math
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -53,12 +54,6 @@ import torch
 from ._checks import check_array, check_float, check_int, check_tensor
 from .numerics import device_of, generator, integrate
 from .runtime import get_device
-
-
-def _device(device, *inputs) -> torch.device:
-    """The book's device rule: ``device`` if given (validated), else the device of the first tensor among
-    ``inputs``, else the CPU (:func:`mldyn_lite.numerics.device_of`); never CUDA on its own."""
-    return get_device(device) if device is not None else device_of(*inputs)
 
 # --------------------------------------------------------------------------- kernels
 
@@ -149,7 +144,7 @@ def adding_problem(n: int, length: int = 30, seed: int = 0, device=None):
     markers[torch.arange(n), second] = 1.0
     x = torch.stack([values, markers], dim=-1)
     y = torch.cumsum(values * markers, dim=1)
-    device = _device(device)
+    device = device_of() if device is None else get_device(device)
     return x.to(device), y.to(device)
 
 
@@ -173,8 +168,7 @@ def lorenz_forecasting(n: int, length: int = 60, dt: float = 0.05, seed: int = 0
     length = check_int("length", length, minimum=2)
     dt = check_float("dt", dt, positive=True, maximum=0.2)
     gen = generator(seed)
-    state = torch.randn(n, 3, generator=gen, dtype=torch.float64) * 5.0 + torch.tensor([0.0, 0.0, 25.0],
-                                                                                        dtype=torch.float64)
+    state = torch.randn(n, 3, generator=gen, dtype=torch.float64) * 5.0 + torch.tensor([0.0, 0.0, 25.0], dtype=torch.float64)
     h = dt / 10
     state = integrate(_lorenz_rhs, state, T=400 * h, steps=400, rule="classic")  # burn-in onto the attractor
     observed = [state[:, 0] / 10.0]
@@ -182,7 +176,7 @@ def lorenz_forecasting(n: int, length: int = 60, dt: float = 0.05, seed: int = 0
         state = integrate(_lorenz_rhs, state, T=10 * h, steps=10, rule="classic")  # 10 RK4 substeps per sample
         observed.append(state[:, 0] / 10.0)
     series = torch.stack(observed, dim=1).float()
-    device = _device(device)
+    device = device_of() if device is None else get_device(device)
     return series[:, :-1, None].to(device), series[:, 1:].to(device)
 
 
@@ -204,7 +198,7 @@ def smoothing_seq2seq(n: int, length: int = 40, width: float = 3.0, seed: int = 
     x = torch.randn(n, length, generator=generator(seed))
     half = (weights.numel() - 1) // 2
     y = torch.nn.functional.conv1d(torch.nn.functional.pad(x[:, None, :], (half, half)), weights[None, None, :])[:, 0]
-    device = _device(device)
+    device = device_of() if device is None else get_device(device)
     return x[:, :, None].to(device), y.to(device)
 
 
@@ -217,8 +211,7 @@ def smoothing_weights(width: float = 3.0) -> np.ndarray:
     return g / np.linalg.norm(g)
 
 
-def white_noise_functional(rho, n: int, length: int, dt: float = 1.0, seed: int = 0, device=None,
-                           dtype=torch.float32):
+def white_noise_functional(rho, n: int, length: int, dt: float = 1.0, seed: int = 0, device=None, dtype=torch.float32):
     r"""Inputs :math:`x_k = \xi_k/\sqrt{\Delta t}` (discretised white noise) and outputs :math:`y = ` :func:`apply_kernel`.
 
     With this scaling the output variance is :math:`\Delta t \sum_j \rho_j^2 \approx \int \rho^2`,
@@ -232,11 +225,36 @@ def white_noise_functional(rho, n: int, length: int, dt: float = 1.0, seed: int 
     dt = check_float("dt", dt, positive=True)
     x = torch.randn(n, length, generator=generator(seed), dtype=torch.float64) / math.sqrt(dt)
     y = apply_kernel(x, rho, dt)
-    device = _device(device, rho)
+    device = device_of(rho) if device is None else get_device(device)
     return x.to(device=device, dtype=dtype), y.to(device=device, dtype=dtype)
 
 
 # --------------------------------------------------------------------------- exponential sums
+
+
+class ExponentialSumFit(NamedTuple):
+    """Result of :func:`fit_exponential_sum` (unpacks as ``coefficients, fitted, error``)."""
+
+    coefficients: np.ndarray  #: the fitted :math:`a_i`, one per rate
+    fitted: np.ndarray  #: the fitted kernel on the grid
+    error: float  #: relative :math:`L^2` error on the grid
+
+
+class ExponentialSum(NamedTuple):
+    """One step of :func:`exponential_sum_path` (unpacks as ``rates, coefficients, error``)."""
+
+    rates: np.ndarray  #: the rates :math:`\lambda_i`, increasing
+    coefficients: np.ndarray  #: the coefficients :math:`a_i`
+    error: float  #: relative :math:`L^2` error on the grid
+
+
+class BestExponentialSum(NamedTuple):
+    """Result of :func:`best_exponential_sum` (unpacks as ``rates, coefficients, fitted, error``)."""
+
+    rates: np.ndarray  #: the rates :math:`\lambda_i`, increasing
+    coefficients: np.ndarray  #: the coefficients :math:`a_i`
+    fitted: np.ndarray  #: the fitted kernel on the grid
+    error: float  #: relative :math:`L^2` error on the grid
 
 
 def fit_exponential_sum(s, rho, rates):
@@ -253,8 +271,9 @@ def fit_exponential_sum(s, rho, rates):
 
     Returns
     -------
-    coefficients, fitted kernel, relative :math:`L^2` error
-        The error is :math:`\|\rho - \hat\rho\|_{L^2} / \|\rho\|_{L^2}` on the grid.
+    ExponentialSumFit
+        ``coefficients``, ``fitted`` (the fitted kernel), ``error``, the relative
+        :math:`L^2` error :math:`\|\rho - \hat\rho\|_{L^2} / \|\rho\|_{L^2}` on the grid.
     """
     s = check_array("s", s, ndim=1)
     rho = check_array("rho", rho, ndim=1)
@@ -269,7 +288,7 @@ def fit_exponential_sum(s, rho, rates):
     coefficients, *_ = np.linalg.lstsq(basis, rho, rcond=None)
     fitted = basis @ coefficients
     error = float(np.linalg.norm(rho - fitted) / np.linalg.norm(rho))
-    return coefficients, fitted, error
+    return ExponentialSumFit(coefficients, fitted, error)
 
 
 def _check_uniform_grid(s, rho):
@@ -309,7 +328,8 @@ def exponential_sum_path(s, rho, max_m: int, rate_bounds=(1e-3, 1e2)):
 
     Returns
     -------
-    list of ``(rates, coefficients, relative L2 error)``, one per :math:`m = 1, \dots,` ``max_m``.
+    list of :class:`ExponentialSum` ``(rates, coefficients, error)`` (error: relative L2), one per
+    :math:`m = 1, \dots,` ``max_m``.
     """
     from scipy.optimize import least_squares
 
@@ -353,8 +373,17 @@ def exponential_sum_path(s, rho, max_m: int, rate_bounds=(1e-3, 1e2)):
         remainder = target if m == 1 else -residual(current)
         new_rate = math.log(dictionary[np.argmax(np.abs(atoms.T @ remainder))])
         start = np.clip(np.append(current, new_rate), lo + 1e-9, hi - 1e-9)
-        fit = least_squares(residual, start, jac=jacobian, bounds=(lo, hi), method="trf", max_nfev=100 * m + 100,
-                            ftol=1e-13, xtol=1e-13, gtol=1e-13)
+        fit = least_squares(
+            residual,
+            start,
+            jac=jacobian,
+            bounds=(lo, hi),
+            method="trf",
+            max_nfev=100 * m + 100,
+            ftol=1e-13,
+            xtol=1e-13,
+            gtol=1e-13,
+        )
         trial = float(np.linalg.norm(fit.fun) / norm)
         if m == 1 or trial <= error:
             current, error = fit.x, trial
@@ -364,7 +393,7 @@ def exponential_sum_path(s, rho, max_m: int, rate_bounds=(1e-3, 1e2)):
         if coefficients.size < rates.size:  # a dropped (duplicate) direction: zero coefficient
             coefficients = np.linalg.lstsq(np.exp(-np.outer(s, rates)) * root_w[:, None], target, rcond=None)[0]
         order = np.argsort(rates)
-        path.append((rates[order], coefficients[order], error))
+        path.append(ExponentialSum(rates[order], coefficients[order], error))
     return path
 
 
@@ -373,12 +402,13 @@ def best_exponential_sum(s, rho, m: int, rate_bounds=(1e-3, 1e2)):
 
     Returns
     -------
-    rates, coefficients, fitted kernel, relative :math:`L^2` error
+    BestExponentialSum
+        ``rates``, ``coefficients``, ``fitted`` (the fitted kernel) and ``error`` (relative :math:`L^2` error).
     """
     m = check_int("m", m, minimum=1, maximum=24)
     rates, coefficients, error = exponential_sum_path(s, rho, m, rate_bounds)[-1]
     fitted = np.exp(-np.outer(check_array("s", s, ndim=1), rates)) @ coefficients
-    return rates, coefficients, fitted, error
+    return BestExponentialSum(rates, coefficients, fitted, error)
 
 
 def kinked_kernel(s, power: float = 2.5, kink: float = 0.5) -> np.ndarray:
@@ -498,8 +528,10 @@ def solve_memory_equation(markov, kernel_values, forcing, x0, dt: float):
     r = markov.shape[0]
     steps = kernel_values.shape[0]
     if markov.shape != (r, r) or kernel_values.shape[1:] != (r, r) or forcing.shape != (steps, r) or x0.shape != (r,):
-        raise ValueError("markov (r, r), kernel_values (steps, r, r), forcing (steps, r) and x0 (r,) must agree, got "
-                         f"{markov.shape}, {kernel_values.shape}, {forcing.shape}, {x0.shape}")
+        raise ValueError(
+            "markov (r, r), kernel_values (steps, r, r), forcing (steps, r) and x0 (r,) must agree, got "
+            f"{markov.shape}, {kernel_values.shape}, {forcing.shape}, {x0.shape}"
+        )
     x = np.zeros((steps, r))
     x[0] = x0
     for n in range(steps - 1):
@@ -514,6 +546,9 @@ __all__ = [
     "adding_problem",
     "airy_kernel",
     "apply_kernel",
+    "BestExponentialSum",
+    "ExponentialSum",
+    "ExponentialSumFit",
     "best_exponential_sum",
     "delayed_bump_kernel",
     "eliminate_hidden_variables",

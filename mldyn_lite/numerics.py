@@ -37,6 +37,7 @@ __all__ = [
     "generator",
     "integrate",
     "mlp",
+    "step",
 ]
 
 #: The fixed-step methods :func:`integrate` knows.
@@ -92,15 +93,26 @@ def generator(seed: int, device: str | torch.device | None = None) -> torch.Gene
 # --------------------------------------------------------------------------- networks
 
 
-def mlp(d_in: int, width: int, depth: int, d_out: int, activation: str = "tanh", *, seed: int | None = None,
-        dtype: torch.dtype | None = None, device: str | torch.device | None = None) -> nn.Sequential:
+def mlp(
+    d_in: int,
+    width: int,
+    depth: int,
+    d_out: int,
+    activation: str = "tanh",
+    *,
+    seed: int | torch.Generator | None = None,
+    dtype: torch.dtype | None = None,
+    device: str | torch.device | None = None,
+) -> nn.Sequential:
     r"""A fully connected network :math:`\mathbb R^{d_{in}} \to \mathbb R^{d_{out}}`: ``depth`` hidden layers
     of ``width`` units with ``activation`` (a name in :data:`ACTIVATIONS`) and a linear read-out.
 
     The weights and biases of each layer are drawn uniformly from :math:`[-1/\sqrt{n_{in}}, 1/\sqrt{n_{in}}]`
     (the range of PyTorch's default initialisation of ``nn.Linear``). With ``seed`` they are drawn from a
     private generator on ``device``, layer by layer, weight then bias, so the network is the same whatever
-    the global random state; without it, PyTorch's default initialisation uses the global generator.
+    the global random state (``seed`` may also be a :class:`torch.Generator`, which is then advanced, for a
+    trainer that draws its initial weights and its samples from one stream); without it, PyTorch's default
+    initialisation uses the global generator.
     ``depth=0`` is an affine map.
     """
     d_in = check_int("d_in", d_in, minimum=1)
@@ -109,7 +121,12 @@ def mlp(d_in: int, width: int, depth: int, d_out: int, activation: str = "tanh",
     d_out = check_int("d_out", d_out, minimum=1)
     activation = check_choice("activation", activation, tuple(ACTIVATIONS))
     device = torch.device("cpu") if device is None else torch.device(device)
-    gen = None if seed is None else generator(seed, device)
+    if isinstance(seed, torch.Generator):
+        gen = seed
+        if gen.device.type != device.type:
+            raise ValueError(f"seed is a generator on {gen.device}, but device is {device}")
+    else:
+        gen = None if seed is None else generator(seed, device)
     layers: list[nn.Module] = []
     size = d_in
     for i, out in enumerate([width] * depth + [d_out]):
@@ -162,8 +179,9 @@ def _check_velocity(velocity, x: torch.Tensor) -> torch.Tensor:
     return velocity
 
 
-def step(field, t: float, x: torch.Tensor, dt: float, method: str = "rk4", rule: str = "3/8",
-         check: bool = False) -> torch.Tensor:
+def step(
+    field, t: float, x: torch.Tensor, dt: float, method: str = "rk4", rule: str = "3/8", check: bool = False
+) -> torch.Tensor:
     """One explicit step of size ``dt`` (negative integrates backward) of ``field(t, x)``; no argument checks."""
     k1 = field(t, x)
     if check:
@@ -181,8 +199,18 @@ def step(field, t: float, x: torch.Tensor, dt: float, method: str = "rk4", rule:
     return x + dt / 6 * (k1 + 2 * k2 + 2 * k3 + k4)
 
 
-def integrate(field, x0: torch.Tensor, T: float, steps: int, method: str = "rk4", *, t0: float = 0.0,
-              backward: bool = False, return_path: bool = False, rule: str = "3/8") -> torch.Tensor:
+def integrate(
+    field,
+    x0: torch.Tensor,
+    T: float,
+    steps: int,
+    method: str = "rk4",
+    *,
+    t0: float = 0.0,
+    backward: bool = False,
+    return_path: bool = False,
+    rule: str = "3/8",
+) -> torch.Tensor:
     r"""Fixed-step integration of :math:`\dot x = f(t, x)` (or :math:`\dot x = f(x)`) over a span of length ``T``.
 
     Forward (default): from :math:`x(t_0) = x_0` to :math:`x(t_0 + T)` with steps at

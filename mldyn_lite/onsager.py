@@ -43,8 +43,8 @@ This module holds
   trajectories, halve-on-plateau schedule, optional :class:`StandardizedField`, a ``seed``;
   options in :class:`FitOptions`, result :class:`VectorFieldFit`); the earlier
   :func:`train_vector_field` (derivatives only, split by point) is kept for the Lorenz page;
-* :func:`rollout` (batched RK4 in the data's ``(batch, time, m)`` layout) and :func:`integrate`
-  (time axis first), both with escape detection, on the step of :mod:`mldyn_lite.flows`;
+* :func:`rollout`, the simulator: batched RK4 (the step of :mod:`mldyn_lite.numerics`) in the data's
+  ``(batch, time, m)`` layout, with escape detection (it replaces the older ``integrate``, time axis first);
 * analysis: :func:`trajectory_error` (the published :math:`E(T)`), :func:`wrong_end_states`,
   :func:`fixed_points` (Newton, Jacobian eigenvalues), :func:`boundedness` (far starts);
 * Lorenz '63 data (:func:`lorenz63`, :func:`lorenz63_data`);
@@ -55,7 +55,6 @@ The Rayleigh–Bénard solver lives in :mod:`mldyn_lite.boussinesq`.
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import math
 import time
@@ -67,8 +66,9 @@ from scipy.integrate import solve_ivp
 from torch import nn
 
 from ._checks import check_array, check_callable, check_choice, check_float, check_int, check_tensor
-from .flows import _step as _flow_step
-from .runtime import get_device
+from .numerics import ACTIVATIONS as NUMERICS_ACTIVATIONS
+from .numerics import device_of, generator, mlp
+from .numerics import step as _rk_step
 from .training import raise_if_nonfinite
 
 try:  # numpy's BLAS threads spin on 2 busy cores; keep LAPACK calls on one thread when we can
@@ -77,12 +77,43 @@ except ImportError:  # pragma: no cover
     threadpool_limits = None
 
 __all__ = [
-    "ACTIVATIONS", "LORENZ_BOX", "PCA", "Autoencoder", "Boundedness", "FitOptions", "FixedPoints", "MLPVectorField",
-    "OnsagerNet", "Rollout", "StandardizedField", "VectorFieldData", "VectorFieldFit", "boundedness",
-    "count_parameters", "derivative_data", "fit_vector_field", "fixed_points", "gradient_flow_model", "integrate",
-    "lorenz63", "lorenz63_data", "mlp_of_equal_size", "one_step_loss", "pair_data", "published_onsagernet",
-    "published_width", "relative_derivative_error", "rk2_step", "rollout", "split_trajectories", "train_autoencoder",
-    "train_vector_field", "trajectory_data", "trajectory_error", "wrong_end_states",
+    "ACTIVATIONS",
+    "Autoencoder",
+    "AutoencoderFit",
+    "Boundedness",
+    "FitOptions",
+    "FixedPoints",
+    "LORENZ_BOX",
+    "MLPVectorField",
+    "OnsagerNet",
+    "PCA",
+    "Rollout",
+    "StandardizedField",
+    "VectorFieldData",
+    "VectorFieldFit",
+    "VectorFieldTraining",
+    "boundedness",
+    "count_parameters",
+    "derivative_data",
+    "fit_vector_field",
+    "fixed_points",
+    "gradient_flow_model",
+    "lorenz63",
+    "lorenz63_data",
+    "mlp_of_equal_size",
+    "one_step_loss",
+    "pair_data",
+    "published_onsagernet",
+    "published_width",
+    "relative_derivative_error",
+    "rk2_step",
+    "rollout",
+    "split_trajectories",
+    "train_autoencoder",
+    "train_vector_field",
+    "trajectory_data",
+    "trajectory_error",
+    "wrong_end_states",
 ]
 
 # ----------------------------------------------------------------------------------------------------
@@ -107,9 +138,18 @@ def lorenz63(x, sigma: float = 10.0, b: float = 8.0 / 3.0, r: float = 28.0):
     return stack([sigma * (Y - X), r * X - Y - X * Z, X * Y - b * Z], -1)
 
 
-def lorenz63_data(n_trajectories: int = 100, t_final: float = 3.0, n_snapshots: int = 100, r: float = 28.0,
-                  sigma: float = 10.0, b: float = 8.0 / 3.0, seed: int = 0, box=LORENZ_BOX,
-                  rtol: float = 1e-10, atol: float = 1e-10):
+def lorenz63_data(
+    n_trajectories: int = 100,
+    t_final: float = 3.0,
+    n_snapshots: int = 100,
+    r: float = 28.0,
+    sigma: float = 10.0,
+    b: float = 8.0 / 3.0,
+    seed: int = 0,
+    box=LORENZ_BOX,
+    rtol: float = 1e-10,
+    atol: float = 1e-10,
+):
     r"""Trajectories of Lorenz '63 from initial conditions uniform in ``box`` (the published set-up).
 
     All trajectories are integrated as one stacked ODE with scipy's ``solve_ivp``
@@ -127,8 +167,15 @@ def lorenz63_data(n_trajectories: int = 100, t_final: float = 3.0, n_snapshots: 
     rng = np.random.default_rng(check_int("seed", seed, minimum=0))
     x0 = rng.uniform(box[:, 0], box[:, 1], size=(n_trajectories, 3))
     t = np.linspace(0.0, t_final, n_snapshots)
-    sol = solve_ivp(lambda _t, y: lorenz63(y.reshape(-1, 3), sigma, b, r).ravel(), (0.0, t_final), x0.ravel(),
-                    t_eval=t, method="DOP853", rtol=rtol, atol=atol)
+    sol = solve_ivp(
+        lambda _t, y: lorenz63(y.reshape(-1, 3), sigma, b, r).ravel(),
+        (0.0, t_final),
+        x0.ravel(),
+        t_eval=t,
+        method="DOP853",
+        rtol=rtol,
+        atol=atol,
+    )
     if not sol.success:
         raise RuntimeError(f"solve_ivp failed: {sol.message}")
     states = sol.y.reshape(n_trajectories, 3, n_snapshots).transpose(0, 2, 1)
@@ -138,6 +185,7 @@ def lorenz63_data(n_trajectories: int = 100, t_final: float = 3.0, n_snapshots: 
 # ----------------------------------------------------------------------------------------------------
 # Models
 # ----------------------------------------------------------------------------------------------------
+
 
 def _requ(x: torch.Tensor) -> torch.Tensor:
     return torch.relu(x) ** 2
@@ -149,24 +197,37 @@ def _requr(x: torch.Tensor) -> torch.Tensor:
 
 #: Activations of the feature network. ``"ReQU"`` is :math:`\max(x,0)^2`; ``"ReQUr"`` (the published default)
 #: is :math:`\max(x,0)^2 - \max(x-\tfrac12,0)^2`, quadratic near 0 and linear (slope 1) beyond 1/2.
-ACTIVATIONS = {"tanh": torch.tanh, "ReQU": _requ, "ReQUr": _requr, "relu": torch.relu,
-               "softplus": torch.nn.functional.softplus}
+ACTIVATIONS = {
+    "tanh": torch.tanh,
+    "ReQU": _requ,
+    "ReQUr": _requr,
+    "relu": torch.relu,
+    "softplus": torch.nn.functional.softplus,
+}
 
 
-def _check_seed(seed):
-    return None if seed is None else check_int("seed", seed, minimum=0)
+def _private_generator(seed) -> torch.Generator | None:
+    """A generator seeded with ``seed`` (``None``: draw from torch's global generator, as torch does)."""
+    return None if seed is None else generator(check_int("seed", seed, minimum=0))
 
 
-@contextlib.contextmanager
-def _seeded(seed):
-    """Draw from a generator seeded with ``seed`` and leave torch's global generator as it was
-    (``None``: draw from the global generator, as torch does)."""
-    if seed is None:
-        yield
-        return
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+def _linear(d_in: int, d_out: int, gen: torch.Generator | None, bias: bool = True) -> nn.Linear:
+    r"""``nn.Linear(d_in, d_out)`` with PyTorch's default initialisation, its numbers drawn from ``gen``.
+
+    ``gen=None`` is plain ``nn.Linear`` (torch's global generator). With a generator the layer is
+    built without initialisation and then filled exactly as ``nn.Linear.reset_parameters`` does
+    (Kaiming-uniform weights, uniform bias in :math:`\pm 1/\sqrt{d_{in}}`), so a seed gives the same
+    numbers as seeding the global generator would, and the global random state is left alone.
+    """
+    if gen is None:
+        return nn.Linear(d_in, d_out, bias=bias)
+    layer = torch.nn.utils.skip_init(nn.Linear, d_in, d_out, bias=bias)
+    with torch.no_grad():
+        nn.init.kaiming_uniform_(layer.weight, a=math.sqrt(5), generator=gen)
+        if bias:
+            bound = 1 / math.sqrt(d_in) if d_in > 0 else 0
+            nn.init.uniform_(layer.bias, -bound, bound, generator=gen)
+    return layer
 
 
 class OnsagerNet(nn.Module):
@@ -194,7 +255,7 @@ class OnsagerNet(nn.Module):
     dim
         :math:`m`, the dimension of the reduced state.
     width
-        Width of the feature layers (``hidden`` is accepted as an older name).
+        Width of the feature layers.
     n_potential
         Number of potential features :math:`\phi_k`; default ``width``.
     alpha, beta
@@ -222,13 +283,23 @@ class OnsagerNet(nn.Module):
 
     FORCES = ("stable", "linear", "none")
 
-    def __init__(self, dim: int, width: int = 24, n_potential: int | None = None, alpha: float = 0.1,
-                 beta: float = 0.1, conservative: bool = True, force: str = "stable",
-                 autograd_gradient: bool = False, *, depth: int = 1, activation: str = "tanh",
-                 potential_linear: bool = False, seed: int | None = None, hidden: int | None = None):
+    def __init__(
+        self,
+        dim: int,
+        width: int = 24,
+        n_potential: int | None = None,
+        alpha: float = 0.1,
+        beta: float = 0.1,
+        conservative: bool = True,
+        force: str = "stable",
+        autograd_gradient: bool = False,
+        *,
+        depth: int = 1,
+        activation: str = "tanh",
+        potential_linear: bool = False,
+        seed: int | None = None,
+    ):
         super().__init__()
-        if hidden is not None:
-            width = check_int("hidden", hidden, minimum=1)
         self.dim = check_int("dim", dim, minimum=1)
         width = check_int("width", width, minimum=1)
         self.width = width
@@ -242,24 +313,26 @@ class OnsagerNet(nn.Module):
         self.force_kind = check_choice("force", force, self.FORCES)
         self.potential_linear = bool(potential_linear)
         self.autograd_gradient = bool(autograd_gradient) or self.depth > 1 or self.activation != "tanh"
-        with _seeded(_check_seed(seed)):
-            self._build()
+        self._build(_private_generator(seed))
 
-    def _build(self):
+    def _build(self, gen: torch.Generator | None):
         dim, width = self.dim, self.width
-        self.features = nn.Linear(dim, width)
-        self.residual_layers = nn.ModuleList(nn.Linear(width, width) for _ in range(self.depth - 1))
-        self.heads = nn.Linear(width, self.n_potential + dim * dim)
-        self.potential_skip = nn.Linear(dim, self.n_potential, bias=False) if self.potential_linear else None
+        self.features = _linear(dim, width, gen)
+        self.residual_layers = nn.ModuleList(_linear(width, width, gen) for _ in range(self.depth - 1))
+        self.heads = _linear(width, self.n_potential + dim * dim, gen)
+        self.potential_skip = _linear(dim, self.n_potential, gen, bias=False) if self.potential_linear else None
         self.register_buffer("lower_mask", torch.tril(torch.ones(dim, dim)))
         self.register_buffer("upper_mask", torch.triu(torch.ones(dim, dim), diagonal=1))
         with torch.no_grad():  # start close to a weakly damped system: small L and U
-            self.heads.weight[self.n_potential:].mul_(0.1)
-            self.heads.bias[self.n_potential:].zero_()
+            self.heads.weight[self.n_potential :].mul_(0.1)
+            self.heads.bias[self.n_potential :].zero_()
         if self.force_kind != "none":
-            self.force_matrix = nn.Parameter(0.1 * torch.randn(dim, dim) / math.sqrt(dim))
-            self.force_damping = nn.Parameter(0.1 * torch.randn(dim, dim) / math.sqrt(dim)) \
-                if self.force_kind == "stable" else None
+            self.force_matrix = nn.Parameter(0.1 * torch.randn(dim, dim, generator=gen) / math.sqrt(dim))
+            self.force_damping = (
+                nn.Parameter(0.1 * torch.randn(dim, dim, generator=gen) / math.sqrt(dim))
+                if self.force_kind == "stable"
+                else None
+            )
             self.force_bias = nn.Parameter(torch.zeros(dim))
 
     # --- the ingredients -------------------------------------------------------------------------
@@ -274,7 +347,7 @@ class OnsagerNet(nn.Module):
         phi = out[:, : self.n_potential]
         if self.potential_skip is not None:
             phi = phi + self.potential_skip(h)
-        return phi, out[:, self.n_potential:].reshape(-1, self.dim, self.dim)
+        return phi, out[:, self.n_potential :].reshape(-1, self.dim, self.dim)
 
     def potential(self, h: torch.Tensor) -> torch.Tensor:
         r""":math:`V(h) = \sum_k \phi_k(h)^2 + \beta\|h\|^2`, shape ``(batch,)``."""
@@ -312,8 +385,8 @@ class OnsagerNet(nn.Module):
         if self.force_kind == "none":
             return None
         G = self.force_matrix
-        if self.force_kind == "stable":
-            G = G - G.T - self.force_damping @ self.force_damping.T
+        if self.force_kind == "stable":  # K - K^T - N N^T in two operations
+            G = torch.addmm(G - G.T, self.force_damping, self.force_damping.T, alpha=-1.0)
         return G
 
     def force(self, h: torch.Tensor) -> torch.Tensor:
@@ -347,12 +420,13 @@ class OnsagerNet(nn.Module):
         grad_V = self._grad_potential(h, s, phi)
         L = R * self.lower_mask
         # (L L^T + U - U^T) as one matrix, then one batched product with grad V
-        mobility = L @ L.transpose(1, 2)
         if self.conservative:
             U = R * self.upper_mask
-            mobility = mobility + U - U.transpose(1, 2)
+            mobility = torch.baddbmm(U - U.transpose(1, 2), L, L.transpose(1, 2))
+        else:
+            mobility = L @ L.transpose(1, 2)
         g = grad_V.unsqueeze(-1)
-        flux = torch.baddbmm(g, mobility, g, beta=self.alpha).squeeze(-1)   # alpha grad V + mobility grad V
+        flux = torch.baddbmm(g, mobility, g, beta=self.alpha).squeeze(-1)  # alpha grad V + mobility grad V
         if self.force_kind == "none":
             return -flux
         return self.force(h) - flux
@@ -373,20 +447,28 @@ def published_onsagernet(dim: int, *, seed: int | None = None, **kwargs) -> Onsa
     training recipe (AdamW with amsgrad, lr 6.4e-3, batch 200, RK2 one-step loss,
     lr halving on plateau) is :meth:`FitOptions.published`. Keywords override the defaults.
     """
-    settings = dict(width=published_width(dim), n_potential=dim, alpha=0.1, beta=0.1, force="linear", depth=2,
-                    activation="ReQUr", potential_linear=True)
+    settings = dict(
+        width=published_width(dim),
+        n_potential=dim,
+        alpha=0.1,
+        beta=0.1,
+        force="linear",
+        depth=2,
+        activation="ReQUr",
+        potential_linear=True,
+    )
     settings.update(kwargs)
     return OnsagerNet(dim, seed=seed, **settings)
 
 
-def gradient_flow_model(dim: int, hidden: int = 24, **kwargs) -> OnsagerNet:
+def gradient_flow_model(dim: int, width: int = 24, **kwargs) -> OnsagerNet:
     r"""The structured but restrictive baseline :math:`\dot h = -M(h)\nabla V(h)`: OnsagerNet with :math:`W = 0, g = 0`.
 
     Along its trajectories :math:`\dot V \le -\alpha\|\nabla V\|^2`, so every
     trajectory runs downhill to a critical point of :math:`V`: it can neither
     oscillate nor be chaotic.
     """
-    return OnsagerNet(dim, hidden, conservative=False, force="none", **kwargs)
+    return OnsagerNet(dim, width, conservative=False, force="none", **kwargs)
 
 
 class _Activation(nn.Module):
@@ -400,23 +482,28 @@ class _Activation(nn.Module):
 
 class MLPVectorField(nn.Module):
     r"""The unstructured baseline :math:`f(h) = \mathrm{MLP}(h)`: ``depth`` hidden layers of ``width`` units
-    (``activation`` from :data:`ACTIVATIONS`, default tanh) and a linear output; ``seed`` as for :class:`OnsagerNet`."""
+    (``activation`` from :data:`ACTIVATIONS`, default tanh) and a linear output.
 
-    def __init__(self, dim: int, width: int = 32, depth: int = 2, *, activation: str = "tanh",
-                 seed: int | None = None, hidden: int | None = None):
+    Built by :func:`mldyn_lite.numerics.mlp` (for ``"ReQU"``/``"ReQUr"``, which it does not know, by the same
+    recipe); ``seed`` draws the weights from a private generator (``None``: torch's global generator)."""
+
+    def __init__(self, dim: int, width: int = 32, depth: int = 2, *, activation: str = "tanh", seed: int | None = None):
         super().__init__()
-        if hidden is not None:
-            width = check_int("hidden", hidden, minimum=1)
         dim = check_int("dim", dim, minimum=1)
         width = check_int("width", width, minimum=1)
         depth = check_int("depth", depth, minimum=1)
         self.activation = check_choice("activation", activation, tuple(ACTIVATIONS))
-        with _seeded(_check_seed(seed)):
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
+        if self.activation in NUMERICS_ACTIVATIONS:
+            self.net = mlp(dim, width, depth, dim, self.activation, seed=seed)
+        else:
+            gen = _private_generator(seed)
             layers, size = [], dim
             for _ in range(depth):
-                layers += [nn.Linear(size, width), _Activation(self.activation)]
+                layers += [_linear(size, width, gen), _Activation(self.activation)]
                 size = width
-            layers.append(nn.Linear(size, dim))
+            layers.append(_linear(size, dim, gen))
             self.net = nn.Sequential(*layers)
         self.dim, self.width, self.depth = dim, width, depth
 
@@ -428,8 +515,9 @@ def _mlp_size(dim: int, width: int, depth: int) -> int:
     return dim * width + width + (depth - 1) * (width * width + width) + width * dim + dim
 
 
-def mlp_of_equal_size(model: nn.Module, depth: int = 2, *, activation: str = "tanh",
-                      seed: int | None = None) -> MLPVectorField:
+def mlp_of_equal_size(
+    model: nn.Module, depth: int = 2, *, activation: str = "tanh", seed: int | None = None
+) -> MLPVectorField:
     """An :class:`MLPVectorField` with ``depth`` layers whose parameter count is closest to ``model``'s."""
     target = count_parameters(model)
     dim = check_int("model.dim", getattr(model, "dim", None), minimum=1)
@@ -448,6 +536,7 @@ def count_parameters(model: nn.Module) -> int:
 # ----------------------------------------------------------------------------------------------------
 # Training data: derivatives, one-step pairs, trajectories
 # ----------------------------------------------------------------------------------------------------
+
 
 def _as_trajectories(name: str, value) -> np.ndarray:
     """An array of shape (n_trajectories, n_points, m); a 2-D array is one point per trajectory."""
@@ -522,8 +611,10 @@ def trajectory_data(trajectories, times) -> VectorFieldData:
     trajectories = _as_trajectories("trajectories", trajectories)
     times = check_array("times", times, ndim=1)
     if times.size != trajectories.shape[1] or times.size < 2:
-        raise ValueError(f"times must hold one time per snapshot (at least 2), got {times.size} times for "
-                         f"{trajectories.shape[1]} snapshots")
+        raise ValueError(
+            f"times must hold one time per snapshot (at least 2), got {times.size} times for "
+            f"{trajectories.shape[1]} snapshots"
+        )
     steps = np.diff(times)
     if np.any(steps <= 0) or not np.allclose(steps, steps[0], rtol=1e-6):
         raise ValueError("times must be increasing and uniformly spaced")
@@ -542,6 +633,7 @@ def split_trajectories(n_trajectories: int, validation_fraction: float = 0.2, se
 # ----------------------------------------------------------------------------------------------------
 # Losses
 # ----------------------------------------------------------------------------------------------------
+
 
 def relative_derivative_error(model: nn.Module, states: torch.Tensor, derivatives: torch.Tensor) -> torch.Tensor:
     r"""The loss :math:`\sum_i\|f(h_i) - \dot h_i\|^2 / \sum_i\|\dot h_i\|^2` (a scalar tensor)."""
@@ -564,8 +656,9 @@ def rk2_step(field, h: torch.Tensor, delta: float, substeps: int = 1) -> torch.T
     return h
 
 
-def one_step_loss(field, h0: torch.Tensor, h1: torch.Tensor, delta: float, substeps: int = 1,
-                  normaliser: float | torch.Tensor = 1.0) -> torch.Tensor:
+def one_step_loss(
+    field, h0: torch.Tensor, h1: torch.Tensor, delta: float, substeps: int = 1, normaliser: float | torch.Tensor = 1.0
+) -> torch.Tensor:
     r"""The published one-step loss :math:`\frac1N\sum_i \|(\Phi^{\mathrm{RK2}}_\delta(h_0^i) - h_1^i)/\delta\|^2`,
     divided by ``normaliser`` (the trainer uses the mean :math:`\|(h_1 - h_0)/\delta\|^2` of the training data,
     which makes it a relative error; the paper uses 1)."""
@@ -576,6 +669,7 @@ def one_step_loss(field, h0: torch.Tensor, h1: torch.Tensor, delta: float, subst
 # ----------------------------------------------------------------------------------------------------
 # Standardisation
 # ----------------------------------------------------------------------------------------------------
+
 
 class StandardizedField(nn.Module):
     r"""A vector field trained on standardised coordinates, in the original units:
@@ -597,10 +691,12 @@ class StandardizedField(nn.Module):
         self.dim = inner.dim
         ref = next(inner.parameters())
         self.register_buffer("mean", torch.as_tensor(np.asarray(mean), dtype=ref.dtype, device=ref.device).clone())
-        self.register_buffer("scale", torch.tensor(check_float("scale", scale, positive=True), dtype=ref.dtype,
-                                                   device=ref.device))
-        self.register_buffer("rate", torch.tensor(check_float("rate", rate, positive=True), dtype=ref.dtype,
-                                                  device=ref.device))
+        self.register_buffer(
+            "scale", torch.tensor(check_float("scale", scale, positive=True), dtype=ref.dtype, device=ref.device)
+        )
+        self.register_buffer(
+            "rate", torch.tensor(check_float("rate", rate, positive=True), dtype=ref.dtype, device=ref.device)
+        )
 
     @classmethod
     def from_data(cls, inner: nn.Module, data: VectorFieldData) -> StandardizedField:
@@ -621,6 +717,7 @@ class StandardizedField(nn.Module):
 # ----------------------------------------------------------------------------------------------------
 # Training
 # ----------------------------------------------------------------------------------------------------
+
 
 @dataclass
 class FitOptions:
@@ -694,13 +791,24 @@ class VectorFieldFit:
     seconds: float
 
 
+def _fused(model: nn.Module) -> dict:
+    """``fused=True`` for AdamW on CPU float parameters: one kernel per step instead of a dozen small ones
+    (the same update; several times less overhead on the book's small models)."""
+    parameters = list(model.parameters())
+    ok = all(p.device.type == "cpu" and p.dtype in (torch.float32, torch.float64) for p in parameters)
+    return {"fused": True} if ok and parameters else {}
+
+
 def _loss_fn(data: VectorFieldData, substeps: int):
     if data.kind == "derivatives":
+
         def loss(model, x, y, normaliser):
             return ((model(x) - y) ** 2).sum(-1).mean() / normaliser
     else:
+
         def loss(model, x, y, normaliser):
             return one_step_loss(model, x, y, data.delta, substeps, normaliser)
+
     return loss
 
 
@@ -719,9 +827,10 @@ def fit_vector_field(model: nn.Module, data: VectorFieldData, options: FitOption
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     if not isinstance(data, VectorFieldData):
-        raise TypeError("data must be a VectorFieldData (use derivative_data, pair_data or trajectory_data), "
-                        f"got {type(data).__name__}")
-    options = (FitOptions() if options is None else options)
+        raise TypeError(
+            f"data must be a VectorFieldData (use derivative_data, pair_data or trajectory_data), got {type(data).__name__}"
+        )
+    options = FitOptions() if options is None else options
     if not isinstance(options, FitOptions):
         raise TypeError(f"options must be a FitOptions, got {type(options).__name__}")
     options.checked()
@@ -736,9 +845,11 @@ def fit_vector_field(model: nn.Module, data: VectorFieldData, options: FitOption
     device, dtype = parameter.device, parameter.dtype
 
     def tensors(part: VectorFieldData):
-        return (torch.as_tensor(part.start.reshape(-1, data.dim), dtype=dtype, device=device),
-                torch.as_tensor(part.target.reshape(-1, data.dim), dtype=dtype, device=device),
-                float((part.rates() ** 2).sum(-1).mean()))
+        return (
+            torch.as_tensor(part.start.reshape(-1, data.dim), dtype=dtype, device=device),
+            torch.as_tensor(part.target.reshape(-1, data.dim), dtype=dtype, device=device),
+            float((part.rates() ** 2).sum(-1).mean()),
+        )
 
     x_train, y_train, norm_train = tensors(train_data)
     if len(val_idx):
@@ -746,9 +857,10 @@ def fit_vector_field(model: nn.Module, data: VectorFieldData, options: FitOption
     else:
         x_val, y_val, norm_val = x_train, y_train, norm_train
     loss_fn = _loss_fn(data, options.substeps)
-    gen = torch.Generator().manual_seed(options.seed)
-    optimizer = torch.optim.AdamW(model.parameters(), lr=options.lr, weight_decay=options.weight_decay,
-                                  amsgrad=options.amsgrad)
+    gen = generator(options.seed)
+    optimizer = torch.optim.AdamW(
+        model.parameters(), lr=options.lr, weight_decay=options.weight_decay, amsgrad=options.amsgrad, **_fused(model)
+    )
     min_lr = options.lr / 64 if options.min_lr is None else options.min_lr
     lr, last_change = options.lr, 0
     history = {"steps": [], "train": [], "validation": [], "lr": []}
@@ -757,8 +869,12 @@ def fit_vector_field(model: nn.Module, data: VectorFieldData, options: FitOption
     for step in range(options.steps):
         batch = torch.randint(n_train, (min(options.batch_size, n_train),), generator=gen).to(device)
         loss = loss_fn(model, x_train[batch], y_train[batch], norm_train)
-        raise_if_nonfinite(loss.detach(), step, hint="the learning rate is too large or the data hold very large "
-                           "values; try a smaller lr or FitOptions(standardize=True)")
+        raise_if_nonfinite(
+            loss.detach(),
+            step,
+            hint="the learning rate is too large or the data hold very large "
+            "values; try a smaller lr or FitOptions(standardize=True)",
+        )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), options.clip)
@@ -784,29 +900,63 @@ def fit_vector_field(model: nn.Module, data: VectorFieldData, options: FitOption
     return VectorFieldFit(model, history, best[0], best[1], train_idx, val_idx, time.process_time() - start_time)
 
 
-def train_vector_field(model: nn.Module, states, derivatives, *, steps: int = 2000, lr: float = 1e-2,
-                       batch_size: int = 1024, validation_fraction: float = 0.2, patience: int = 400,
-                       eval_every: int = 50, clip: float = 1.0, weight_decay: float = 0.0, seed: int = 0,
-                       device=None) -> dict:
+@dataclass
+class VectorFieldTraining:
+    """What :func:`train_vector_field` returns: the trained ``model`` (its best weights), the ``history``
+    (lists ``steps``, ``train``, ``validation``), ``best_validation`` and ``best_step``.
+
+    ``result["steps"]`` and friends still read the history (and ``result["best_validation"]``,
+    ``result["best_step"]`` the numbers), as when the trainer returned a dict.
+    """
+
+    model: nn.Module
+    history: dict
+    best_validation: float
+    best_step: int
+
+    def __getitem__(self, key: str):
+        if key in ("best_validation", "best_step"):
+            return getattr(self, key)
+        return self.history[key]
+
+
+def train_vector_field(
+    model: nn.Module,
+    states,
+    derivatives,
+    *,
+    steps: int = 2000,
+    lr: float = 1e-2,
+    batch_size: int = 1024,
+    validation_fraction: float = 0.2,
+    patience: int = 400,
+    eval_every: int = 50,
+    clip: float = 1.0,
+    weight_decay: float = 0.0,
+    seed: int = 0,
+    device=None,
+) -> VectorFieldTraining:
     r"""Derivative matching with a cosine schedule and early stopping — the book's earlier trainer, kept for
     the Lorenz page and the benchmarks; new code uses :func:`fit_vector_field`.
 
     Minimises :func:`relative_derivative_error`; a random ``validation_fraction`` of the *points* is held
     out, the best weights are restored (early stopping after ``patience`` steps without improvement). Runs
-    on ``device`` if given, else on the device of the model. Returns a dict with ``train`` and
-    ``validation`` histories, their ``steps``, ``best_validation`` and ``best_step``.
+    on the device of the model (``device``, if given, moves the model there first; it is never chosen for
+    you). Returns :class:`VectorFieldTraining`.
     """
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
-    device = next(model.parameters()).device if device is None else torch.device(device)
+    device = device_of(model) if device is None else torch.device(device)
     dtype = next(model.parameters()).dtype
     states = torch.as_tensor(check_array("states", states), dtype=dtype)
     derivatives = torch.as_tensor(check_array("derivatives", derivatives), dtype=dtype)
     states = states.reshape(-1, states.shape[-1])
     derivatives = derivatives.reshape(-1, derivatives.shape[-1])
     if states.shape != derivatives.shape or states.shape[1] != model.dim:
-        raise ValueError(f"states and derivatives must both have shape (..., {model.dim}), "
-                         f"got {tuple(states.shape)} and {tuple(derivatives.shape)}")
+        raise ValueError(
+            f"states and derivatives must both have shape (..., {model.dim}), "
+            f"got {tuple(states.shape)} and {tuple(derivatives.shape)}"
+        )
     steps = check_int("steps", steps, minimum=1)
     lr = check_float("lr", lr, positive=True)
     batch_size = check_int("batch_size", batch_size, minimum=1)
@@ -815,7 +965,7 @@ def train_vector_field(model: nn.Module, states, derivatives, *, steps: int = 20
     eval_every = check_int("eval_every", eval_every, minimum=1)
     clip = check_float("clip", clip, positive=True)
     weight_decay = check_float("weight_decay", weight_decay, nonnegative=True)
-    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    gen = generator(check_int("seed", seed, minimum=0))
 
     order = torch.randperm(states.shape[0], generator=gen)
     n_val = int(round(validation_fraction * states.shape[0]))
@@ -826,15 +976,18 @@ def train_vector_field(model: nn.Module, states, derivatives, *, steps: int = 20
     if n_val == 0:
         x_val, y_val = x_train, y_train
     n_train = x_train.shape[0]
-    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay)
+    optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=weight_decay, **_fused(model))
     schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=steps, eta_min=lr / 100)
     history = {"steps": [], "train": [], "validation": []}
     best = (math.inf, 0, copy.deepcopy(model.state_dict()))
     for step in range(steps):
         batch = torch.randint(n_train, (min(batch_size, n_train),), generator=gen).to(device)
         loss = relative_derivative_error(model, x_train[batch], y_train[batch])
-        raise_if_nonfinite(loss.detach(), step, hint="the learning rate is too large or the data hold NaN/Inf; "
-                           "try a smaller lr or rescale the states")
+        raise_if_nonfinite(
+            loss.detach(),
+            step,
+            hint="the learning rate is too large or the data hold NaN/Inf; try a smaller lr or rescale the states",
+        )
         optimizer.zero_grad()
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), clip)
@@ -852,16 +1005,16 @@ def train_vector_field(model: nn.Module, states, derivatives, *, steps: int = 20
             elif step + 1 - best[1] >= patience:
                 break
     model.load_state_dict(best[2])
-    history["best_validation"], history["best_step"] = best[0], best[1]
-    return history
+    return VectorFieldTraining(model, history, best[0], best[1])
 
 
 # ----------------------------------------------------------------------------------------------------
 # Simulation
 # ----------------------------------------------------------------------------------------------------
 
+
 def _rk4_path(field, h0: torch.Tensor, steps: int, dt: float, save_every: int, escape_radius: float):
-    """Classical RK4 (the step of :func:`mldyn_lite.flows.integrate`) with saving and escape detection."""
+    """Classical RK4 steps of :func:`mldyn_lite.numerics.step` with saving and escape detection."""
     h = h0.detach().clone()
     escaped = torch.zeros(h.shape[0], dtype=torch.bool, device=h.device)
     path = [h.clone()]
@@ -871,7 +1024,7 @@ def _rk4_path(field, h0: torch.Tensor, steps: int, dt: float, save_every: int, e
 
     with torch.no_grad():
         for step in range(1, steps + 1):
-            h_new = _flow_step(autonomous, 0.0, h, dt, "rk4", "classic", check=(step == 1))
+            h_new = _rk_step(autonomous, 0.0, h, dt, "rk4", "classic", check=(step == 1))
             bad = ~torch.isfinite(h_new).all(-1) | (h_new.norm(dim=-1) > escape_radius)
             escaped = escaped | bad
             h = torch.where(escaped[:, None], h, h_new)
@@ -888,28 +1041,6 @@ def _check_field_shape(field, h0):
         raise ValueError(f"field(h) must return the shape of h, {tuple(h0[:1].shape)}, got {got}")
 
 
-def integrate(field, h0: torch.Tensor, t_final: float, dt: float = 0.01, save_every: int = 1,
-              escape_radius: float = math.inf) -> tuple[torch.Tensor, torch.Tensor]:
-    r"""Classical fixed-step RK4 for :math:`\dot h = f(h)` on a batch, without gradients, time axis first.
-
-    A trajectory whose norm exceeds ``escape_radius`` is frozen from then on
-    and flagged (so a blow-up cannot produce Inf/NaN). :func:`rollout` is the same
-    integration in the data's ``(batch, time, m)`` layout.
-
-    Returns ``(path, escaped)``: ``path`` of shape ``(n_saved, batch, m)``
-    with the states at times ``0, save_every*dt, ...``, and the boolean
-    ``escaped`` of shape ``(batch,)``.
-    """
-    check_callable("field", field)
-    h0 = check_tensor("h0", h0, ndim=2)
-    t_final = check_float("t_final", t_final, positive=True)
-    dt = check_float("dt", dt, positive=True)
-    save_every = check_int("save_every", save_every, minimum=1)
-    _check_field_shape(field, h0)
-    path, escaped = _rk4_path(field, h0, int(round(t_final / dt)), dt, save_every, float(escape_radius))
-    return torch.stack(path), escaped
-
-
 @dataclass
 class Rollout:
     """Trajectories of a learned field: ``path`` ``(batch, n_saved, m)``, ``times`` ``(n_saved,)``, ``escaped``
@@ -921,13 +1052,19 @@ class Rollout:
 
 
 def rollout(field, h0, T: float, dt: float = 0.01, save_every: int = 1, escape_radius: float = math.inf) -> Rollout:
-    r"""Integrate :math:`\dot h = f(h)` from every row of ``h0`` (RK4, step ``dt``) to time ``T``, in the data's
-    layout ``(batch, time, m)``. ``h0`` may be a numpy array (then float32 on the field's device) or a tensor."""
+    r"""The OnsagerNet simulator: integrate :math:`\dot h = f(h)` from every row of ``h0`` to time ``T`` with
+    classical RK4 steps of size ``dt`` (:func:`mldyn_lite.numerics.step`), without gradients, saving every
+    ``save_every``-th state, in the data's layout ``(batch, time, m)``.
+
+    A trajectory whose norm exceeds ``escape_radius`` (or that turns non-finite) is frozen from then on and
+    flagged in :attr:`Rollout.escaped`, so a blow-up cannot produce Inf/NaN. ``h0`` may be a numpy array
+    (then in the field's dtype, on its device) or a tensor (its device and dtype are kept)."""
     check_callable("field", field)
     if not isinstance(h0, torch.Tensor):
         ref = next(field.parameters()) if isinstance(field, nn.Module) else torch.zeros(())
-        h0 = torch.as_tensor(check_array("h0", h0, ndim=2), dtype=ref.dtype if ref.is_floating_point()
-                             else torch.float32, device=ref.device)
+        h0 = torch.as_tensor(
+            check_array("h0", h0, ndim=2), dtype=ref.dtype if ref.is_floating_point() else torch.float32, device=ref.device
+        )
     h0 = check_tensor("h0", h0, ndim=2)
     T = check_float("T", T, positive=True)
     dt = check_float("dt", dt, positive=True)
@@ -942,6 +1079,7 @@ def rollout(field, h0, T: float, dt: float = 0.01, save_every: int = 1, escape_r
 # Analysis: trajectory error, wrong end states, fixed points, boundedness
 # ----------------------------------------------------------------------------------------------------
 
+
 def _numpy(x) -> np.ndarray:
     return x.detach().cpu().numpy() if isinstance(x, torch.Tensor) else np.asarray(x, dtype=float)
 
@@ -953,8 +1091,10 @@ def trajectory_error(predicted, truth, times=None, T: float | None = None) -> fl
     ``T`` needs ``times``; ``T=None`` uses the whole horizon."""
     predicted, truth = _numpy(predicted), _numpy(truth)
     if predicted.shape != truth.shape or predicted.ndim != 3:
-        raise ValueError(f"predicted and truth must have the same shape (n_trajectories, n_times, m), "
-                         f"got {predicted.shape} and {truth.shape}")
+        raise ValueError(
+            f"predicted and truth must have the same shape (n_trajectories, n_times, m), "
+            f"got {predicted.shape} and {truth.shape}"
+        )
     keep = slice(None)
     if T is not None:
         if times is None:
@@ -973,8 +1113,10 @@ def wrong_end_states(predicted, truth, threshold: float = 0.3) -> np.ndarray:
     (the published failure criterion, with the maximum over that trajectory). Returns a boolean array."""
     predicted, truth = _numpy(predicted), _numpy(truth)
     if predicted.shape != truth.shape or predicted.ndim != 3:
-        raise ValueError(f"predicted and truth must have the same shape (n_trajectories, n_times, m), "
-                         f"got {predicted.shape} and {truth.shape}")
+        raise ValueError(
+            f"predicted and truth must have the same shape (n_trajectories, n_times, m), "
+            f"got {predicted.shape} and {truth.shape}"
+        )
     threshold = check_float("threshold", threshold, positive=True)
     final = np.linalg.norm(predicted[:, -1] - truth[:, -1], axis=-1)
     return final > threshold * np.linalg.norm(truth, axis=-1).max(1)
@@ -1008,8 +1150,9 @@ class FixedPoints:
             if all(np.linalg.norm(self.points[i] - self.points[j]) > tol * scale for j in keep):
                 keep.append(i)
         keep = np.asarray(keep, dtype=int)
-        return FixedPoints(self.points[keep], self.residual[keep], self.converged[keep], self.eigenvalues[keep],
-                           self.stable[keep])
+        return FixedPoints(
+            self.points[keep], self.residual[keep], self.converged[keep], self.eigenvalues[keep], self.stable[keep]
+        )
 
 
 def fixed_points(field, starts, *, tol: float = 1e-9, max_iter: int = 60) -> FixedPoints:
@@ -1050,8 +1193,7 @@ def fixed_points(field, starts, *, tol: float = 1e-9, max_iter: int = 60) -> Fix
     residual = f.norm(dim=-1)
     eigenvalues = torch.linalg.eigvals(J).cpu().numpy()
     converged = (residual <= tol * (1 + h.norm(dim=-1))).cpu().numpy()
-    return FixedPoints(h.cpu().numpy(), residual.cpu().numpy(), converged, eigenvalues,
-                       (eigenvalues.real < 0).all(-1))
+    return FixedPoints(h.cpu().numpy(), residual.cpu().numpy(), converged, eigenvalues, (eigenvalues.real < 0).all(-1))
 
 
 @dataclass
@@ -1070,8 +1212,18 @@ class Boundedness:
     returned: np.ndarray
 
 
-def boundedness(field, states, factors=(2.0, 5.0), *, n_starts: int = 20, T: float = 50.0, dt: float = 0.02,
-                return_factor: float = 1.0, escape_factor: float = 100.0, seed: int = 0) -> Boundedness:
+def boundedness(
+    field,
+    states,
+    factors=(2.0, 5.0),
+    *,
+    n_starts: int = 20,
+    T: float = 50.0,
+    dt: float = 0.02,
+    return_factor: float = 1.0,
+    escape_factor: float = 100.0,
+    seed: int = 0,
+) -> Boundedness:
     r"""Integrate ``field`` from ``n_starts`` points uniform on each sphere of radius ``factor`` × the data
     radius :math:`R = \max_i\|h_i - \bar h\|` around the data mean :math:`\bar h` to time ``T`` (RK4, ``dt``).
 
@@ -1093,19 +1245,27 @@ def boundedness(field, states, factors=(2.0, 5.0), *, n_starts: int = 20, T: flo
     starts = centre + radius * np.asarray(factors)[:, None, None] * direction
     ref = next(field.parameters()) if isinstance(field, nn.Module) else torch.zeros(())
     h0 = torch.as_tensor(starts.reshape(-1, states.shape[1]), dtype=ref.dtype, device=ref.device)
-    run = rollout(field, h0, T, dt=dt, save_every=max(1, int(round(0.5 / dt))),
-                  escape_radius=np.linalg.norm(centre) + escape_factor * radius)
+    run = rollout(
+        field,
+        h0,
+        T,
+        dt=dt,
+        save_every=max(1, int(round(0.5 / dt))),
+        escape_radius=np.linalg.norm(centre) + escape_factor * radius,
+    )
     distance = np.linalg.norm(_numpy(run.path) - centre, axis=-1) / radius
     shape = (len(factors), n_starts)
     escaped = _numpy(run.escaped).astype(bool).reshape(shape)
     final = distance[:, -1].reshape(shape)
-    return Boundedness(factors, radius, centre, final, distance.max(1).reshape(shape), escaped,
-                       (final <= return_factor) & ~escaped)
+    return Boundedness(
+        factors, radius, centre, final, distance.max(1).reshape(shape), escaped, (final <= return_factor) & ~escaped
+    )
 
 
 # ----------------------------------------------------------------------------------------------------
 # Reductions
 # ----------------------------------------------------------------------------------------------------
+
 
 class PCA:
     r"""Principal component analysis :math:`h = P^\top(x - \mu)`, :math:`x \approx \mu + P h` (numpy).
@@ -1158,17 +1318,20 @@ class Autoencoder(nn.Module):
     between distances in :math:`x` and in :math:`h`.
     """
 
-    def __init__(self, pca: PCA, hidden: int = 32):
+    def __init__(self, pca: PCA, width: int = 32, *, seed: int | None = None):
         super().__init__()
         if not isinstance(pca, PCA):
             raise TypeError(f"pca must be a PCA, got {type(pca).__name__}")
-        hidden = check_int("hidden", hidden, minimum=1)
+        width = check_int("width", width, minimum=1)
+        if seed is not None:
+            seed = check_int("seed", seed, minimum=0)
         d, m = pca.components.shape
         self.dim = m
         self.register_buffer("mean", torch.tensor(pca.mean, dtype=torch.float32))
         self.register_buffer("P", torch.tensor(pca.components, dtype=torch.float32))
-        self.encoder_correction = nn.Sequential(nn.Linear(d, hidden), nn.Tanh(), nn.Linear(hidden, m))
-        self.decoder_correction = nn.Sequential(nn.Linear(m, hidden), nn.Tanh(), nn.Linear(hidden, d))
+        # one tanh layer each (numerics.mlp); the decoder's seed is offset so that the two nets differ
+        self.encoder_correction = mlp(d, width, 1, m, "tanh", seed=seed)
+        self.decoder_correction = mlp(m, width, 1, d, "tanh", seed=None if seed is None else seed + 1)
         for net in (self.encoder_correction, self.decoder_correction):
             nn.init.zeros_(net[-1].weight)
             nn.init.zeros_(net[-1].bias)
@@ -1184,27 +1347,45 @@ class Autoencoder(nn.Module):
         return self.decode(self.encode(x))
 
 
-def train_autoencoder(model: Autoencoder, data, *, steps: int = 500, lr: float = 3e-3, isometry: float = 1.0,
-                      batch_size: int = 256, seed: int = 0, device=None) -> list[float]:
+@dataclass
+class AutoencoderFit:
+    """What :func:`train_autoencoder` returns: the trained ``model`` and ``history`` (``"step"``, ``"loss"``),
+    and the ``final_loss`` (the last minibatch loss)."""
+
+    model: Autoencoder
+    history: dict
+    final_loss: float
+
+
+def train_autoencoder(
+    model: Autoencoder,
+    data,
+    *,
+    steps: int = 500,
+    lr: float = 3e-3,
+    isometry: float = 1.0,
+    batch_size: int = 256,
+    seed: int = 0,
+) -> AutoencoderFit:
     r"""Minimise the reconstruction error plus ``isometry`` (:math:`\lambda`) times the distance mismatch,
 
     .. math:: \mathbb{E}\|x - \psi(\varphi(x))\|^2
               + \lambda\,\mathbb{E}\big(\|\varphi(x)-\varphi(x')\| - \|x - x'\|\big)^2 .
 
-    Pairs :math:`(x, x')` are a minibatch and its shuffled copy. Returns the loss history.
+    Pairs :math:`(x, x')` are a minibatch and its shuffled copy; ``seed`` draws the minibatches. Runs on the
+    device of ``model`` (move it first with ``model.to(device)``). Returns :class:`AutoencoderFit`.
     """
     if not isinstance(model, Autoencoder):
         raise TypeError(f"model must be an Autoencoder, got {type(model).__name__}")
-    device = get_device(device)
+    device = device_of(model)
     data = torch.as_tensor(check_array("data", data, ndim=2), dtype=torch.float32, device=device)
     steps = check_int("steps", steps, minimum=1)
     lr = check_float("lr", lr, positive=True)
     isometry = check_float("isometry", isometry, nonnegative=True)
     batch_size = check_int("batch_size", batch_size, minimum=2)
-    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
-    model.to(device)
+    gen = generator(check_int("seed", seed, minimum=0))
     optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    history = []
+    history = {"step": [], "loss": []}
     for step in range(steps):
         batch = data[torch.randint(data.shape[0], (batch_size,), generator=gen).to(device)]
         h = model.encode(batch)
@@ -1217,5 +1398,6 @@ def train_autoencoder(model: Autoencoder, data, *, steps: int = 500, lr: float =
         optimizer.zero_grad()
         loss.backward()
         optimizer.step()
-        history.append(float(loss.detach()))
-    return history
+        history["step"].append(step + 1)
+        history["loss"].append(float(loss.detach()))
+    return AutoencoderFit(model, history, history["loss"][-1])

@@ -23,6 +23,21 @@ import numpy as np
 from ._checks import check_array, check_callable, check_int
 from .measure import loglog_slope
 
+__all__ = [
+    "BOOK_STYLE",
+    "PALETTE",
+    "PANEL_SIZE",
+    "committor_map",
+    "figure",
+    "loglog_convergence",
+    "phase_portrait",
+    "training_curves",
+    "trajectories_vs_truth",
+    "trajectory_projection",
+    "use_book_style",
+    "vector_field",
+]
+
 #: Colour cycle shared by all figures (colour-blind safe, Okabe–Ito).
 PALETTE = ["#0072B2", "#D55E00", "#009E73", "#CC79A7", "#E69F00", "#56B4E9", "#F0E442", "#000000"]
 #: Width and height of one panel, in inches.
@@ -129,8 +144,13 @@ def trajectories_vs_truth(ax, t, truth, learned, labels: Sequence[str] | None = 
     return ax
 
 
-def training_curves(ax, curves: Mapping[str, Sequence[float]], x: Mapping[str, Sequence[float]] | None = None,
-                    xlabel: str = "iteration", ylabel: str = "loss"):
+def training_curves(
+    ax,
+    curves: Mapping[str, Sequence[float]],
+    x: Mapping[str, Sequence[float]] | None = None,
+    xlabel: str = "iteration",
+    ylabel: str = "loss",
+):
     """Loss histories on a log axis; ``x`` optionally gives each curve's abscissa (e.g. seconds)."""
     if not isinstance(curves, Mapping) or not curves:
         raise TypeError("curves must be a non-empty mapping from label to a sequence of losses")
@@ -156,9 +176,64 @@ def loglog_convergence(ax, x, y, label: str, xlabel: str, ylabel: str, reference
     y = np.asarray(y, dtype=float)
     line = ax.loglog(x, y, "o-", label=f"{label} (slope {slope:.2f})")[0]
     if reference_slope is not None:
-        ax.loglog(x, y[0] * (x / x[0]) ** reference_slope, ":", color=line.get_color(), alpha=0.7,
-                  label=f"slope {reference_slope:g}")
+        ax.loglog(
+            x,
+            y[0] * (x / x[0]) ** reference_slope,
+            ":",
+            color=line.get_color(),
+            alpha=0.7,
+            label=f"slope {reference_slope:g}",
+        )
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.legend()
     return slope
+
+
+def trajectory_projection(ax, paths, dims: tuple[int, int] = (0, 1), markers: bool = False, **line_kw):
+    """Trajectories projected on the plane of coordinates ``dims`` (a phase portrait of data or a learned ODE).
+
+    ``paths`` has shape ``(time, d)`` (one trajectory) or ``(n, time, d)``; trajectory ``i`` is drawn in
+    ``PALETTE[i]`` unless ``color`` is given, as a line, or as dots with ``markers=True``. The axes are
+    labelled ``h_{i+1}`` unless ``labels=False``.
+    """
+    paths = check_array("paths", paths)
+    paths = paths[None] if paths.ndim == 2 else paths
+    if paths.ndim != 3:
+        raise ValueError(f"paths must have shape (time, d) or (n, time, d), got {paths.shape}")
+    a, b = (check_int("dims", k, minimum=0, maximum=paths.shape[-1] - 1) for k in dims)
+    label_axes = line_kw.pop("labels", True)
+    style = "." if markers else "-"
+    if markers:
+        line_kw.setdefault("ms", 3)
+    for i, path in enumerate(paths):
+        kw = {"color": PALETTE[i % len(PALETTE)], **line_kw}
+        ax.plot(path[:, a], path[:, b], style, **kw)
+    if label_axes:
+        ax.set(xlabel=f"$h_{a + 1}$", ylabel=f"$h_{b + 1}$")
+    return ax
+
+
+def committor_map(ax, x, y, q, *, compare=None, colorbar: bool = True, alpha: float = 0.8):
+    """A committor ``q[iy, ix]`` on the grid ``x`` × ``y``: filled contours (21 levels in [0, 1]) and its
+    isocommittor :math:`q = 1/2` in black (chapter 4).
+
+    With ``compare`` (a second committor on the same grid, e.g. the finite-volume reference) its
+    :math:`q = 1/2` is drawn in black and that of ``q`` dashed on top. Returns the filled contour set.
+    """
+    x, y, q = check_array("x", x, ndim=1), check_array("y", y, ndim=1), check_array("q", q, ndim=2)
+    if q.shape != (len(y), len(x)):
+        raise ValueError(f"q must have shape (len(y), len(x)) = {(len(y), len(x))}, got {q.shape}")
+    filled = ax.contourf(x, y, q, levels=np.linspace(0, 1, 21), cmap="RdBu_r", alpha=alpha)
+    if compare is None:
+        ax.contour(x, y, q, levels=[0.5], colors="k", linewidths=1.5)
+    else:
+        compare = check_array("compare", compare, ndim=2)
+        if compare.shape != q.shape:
+            raise ValueError(f"compare must have the shape of q {q.shape}, got {compare.shape}")
+        ax.contour(x, y, compare, levels=[0.5], colors="k", linewidths=2.5)
+        ax.contour(x, y, q, levels=[0.5], colors=PALETTE[4], linewidths=1.2, linestyles="--")
+    if colorbar:
+        ax.figure.colorbar(filled, ax=ax, label="$q$")
+    ax.set(aspect="equal", xlabel="$x$", ylabel="$y$")
+    return filled

@@ -38,16 +38,28 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch.optim.swa_utils import AveragedModel
 
 from ._checks import check_array, check_box, check_callable, check_float, check_int, check_tensor
+from .numerics import generator as new_generator
+from .numerics import mlp
 from .runtime import get_device
-from .training import raise_if_nonfinite
+from .training import raise_if_nonfinite, train_averaged
 
 __all__ = [
-    "DecompositionFit", "DecompositionNet", "DecompositionOptions", "decomposition_loss", "double_well_potential",
-    "fit_decomposition", "geometric_action", "maier_stein_drift", "minimum_action_path", "orthogonality_residual",
-    "potential_error", "rotating_double_well_drift", "simulate_increments", "uniform_points",
+    "DecompositionFit",
+    "DecompositionNet",
+    "DecompositionOptions",
+    "decomposition_loss",
+    "double_well_potential",
+    "fit_decomposition",
+    "geometric_action",
+    "maier_stein_drift",
+    "minimum_action_path",
+    "orthogonality_residual",
+    "potential_error",
+    "rotating_double_well_drift",
+    "simulate_increments",
+    "uniform_points",
 ]
 
 #: The symplectic matrix J = [[0, 1], [-1, 0]].
@@ -94,15 +106,26 @@ def uniform_points(n: int, box=DEFAULT_BOX, seed: int = 0, device=None, dtype=to
     """``n`` points uniform in ``box`` (shape ``(n, 2)``)."""
     n = check_int("n", n, minimum=1)
     (x0, x1), (y0, y1) = _check_box(box)
-    device = get_device(device)
-    generator = torch.Generator(device=device).manual_seed(check_int("seed", seed, minimum=0))
+    device = torch.device("cpu") if device is None else get_device(device)
+    generator = new_generator(seed, device)
     unit = torch.rand(n, 2, generator=generator, device=device, dtype=dtype)
-    return torch.tensor([x0, y0], device=device, dtype=dtype) + unit * torch.tensor([x1 - x0, y1 - y0], device=device,
-                                                                                   dtype=dtype)
+    return torch.tensor([x0, y0], device=device, dtype=dtype) + unit * torch.tensor(
+        [x1 - x0, y1 - y0], device=device, dtype=dtype
+    )
 
 
-def simulate_increments(drift: Callable, n_trajectories: int, steps: int, *, dt: float = 0.01, eps: float = 1e-4,
-                        box=DEFAULT_BOX, seed: int = 0, device=None, dtype=torch.float32):
+def simulate_increments(
+    drift: Callable,
+    n_trajectories: int,
+    steps: int,
+    *,
+    dt: float = 0.01,
+    eps: float = 1e-4,
+    box=DEFAULT_BOX,
+    seed: int = 0,
+    device=None,
+    dtype=torch.float32,
+):
     r"""Trajectory data: ``n_trajectories`` short Euler–Maruyama paths of :math:`dx = f\,dt + \sqrt{\varepsilon}\,dW`.
 
     The paths start uniformly in ``box`` and run ``steps`` steps of size ``dt``. Returns the
@@ -117,8 +140,8 @@ def simulate_increments(drift: Callable, n_trajectories: int, steps: int, *, dt:
     dt = check_float("dt", dt, positive=True)
     eps = check_float("eps", eps, nonnegative=True)
     box = _check_box(box)
-    device = get_device(device)
-    generator = torch.Generator(device=device).manual_seed(check_int("seed", seed, minimum=0))
+    device = torch.device("cpu") if device is None else get_device(device)
+    generator = new_generator(seed, device)
     x = uniform_points(n_trajectories, box, seed=seed + 1, device=device, dtype=dtype)
     states, estimates = [], []
     for step in range(steps):
@@ -144,12 +167,11 @@ class DecompositionNet(torch.nn.Module):
     :math:`U_\theta(x, -y) = U_\theta(x, y)` and :math:`g_\theta = (h_1, \operatorname{sign}(y)\,h_2)`.
     A smooth function of :math:`|y|` can have a kink on the axis :math:`y = 0`, where the two
     mirror-image minimum action paths meet and the quasipotential is not differentiable.
-    With a ``generator`` the initial weights are drawn from it (PyTorch's default ranges) and the
-    global RNG is not used.
+    The layers are :func:`mldyn_lite.numerics.mlp`; with a ``generator`` the initial weights are drawn
+    from it (PyTorch's default ranges) and the global RNG is not used.
     """
 
-    def __init__(self, width: int = 50, depth: int = 2, *, mirror: bool = False,
-                 generator: torch.Generator | None = None):
+    def __init__(self, width: int = 50, depth: int = 2, *, mirror: bool = False, generator: torch.Generator | None = None):
         super().__init__()
         width = check_int("width", width, minimum=1)
         depth = check_int("depth", depth, minimum=1)
@@ -157,21 +179,8 @@ class DecompositionNet(torch.nn.Module):
             raise TypeError(f"mirror must be True or False, got {type(mirror).__name__}")
         if generator is not None and not isinstance(generator, torch.Generator):
             raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-        layers, size = [], 2
-        for out in [width] * depth + [3]:
-            if generator is None:
-                layers.append(torch.nn.Linear(size, out))
-            else:
-                layer = torch.nn.utils.skip_init(torch.nn.Linear, size, out)
-                bound = 1 / math.sqrt(size)
-                with torch.no_grad():
-                    for parameter in (layer.weight, layer.bias):
-                        draw = torch.rand(parameter.shape, generator=generator, device=generator.device)
-                        parameter.copy_((2 * draw - 1) * bound)
-                layers.append(layer)
-            layers.append(torch.nn.Tanh())
-            size = out
-        self.mlp = torch.nn.Sequential(*layers[:-1])
+        device = None if generator is None else generator.device
+        self.mlp = mlp(2, width, depth, 3, "tanh", seed=generator, device=device)
         self.mirror = mirror
 
     def _outputs(self, x: torch.Tensor) -> torch.Tensor:
@@ -198,9 +207,18 @@ class DecompositionNet(torch.nn.Module):
         return -grad_u + g
 
 
-def decomposition_loss(model: DecompositionNet, x: torch.Tensor, target: torch.Tensor, *, orthogonality: float = 3.0,
-                       rotation: float = 0.0, floor: float = 1e-2, selection: float = 0.0,
-                       anchors: torch.Tensor | None = None, one_sided: bool = False) -> torch.Tensor:
+def decomposition_loss(
+    model: DecompositionNet,
+    x: torch.Tensor,
+    target: torch.Tensor,
+    *,
+    orthogonality: float = 3.0,
+    rotation: float = 0.0,
+    floor: float = 1e-2,
+    selection: float = 0.0,
+    anchors: torch.Tensor | None = None,
+    one_sided: bool = False,
+) -> torch.Tensor:
     r"""Fit plus orthogonality plus (optional) rotation penalty.
 
     .. math:: \big\langle |\hat f + \nabla U_\theta - g_\theta|^2\big\rangle
@@ -298,19 +316,31 @@ class DecompositionOptions:
 @dataclass
 class DecompositionFit:
     """Result of :func:`fit_decomposition`: the (weight-averaged) ``model``, the loss history
-    ``losses`` (every ``record_every`` steps), the ``options``, ``seed`` and ``cpu_seconds``
-    (process CPU time of the training)."""
+    ``losses`` (every ``record_every`` steps, at the steps ``history_steps``), the ``options``, ``seed``
+    and ``cpu_seconds`` (process CPU time of the training)."""
 
     model: DecompositionNet
     losses: list
     options: DecompositionOptions | None = None
     seed: int | None = None
     cpu_seconds: float = float("nan")
+    history_steps: list = dataclasses.field(default_factory=list)
+
+    @property
+    def history(self) -> dict:
+        """The loss history as ``{"step": [...], "loss": [...]}`` (the book's ``history`` convention)."""
+        return {"step": list(self.history_steps), "loss": list(self.losses)}
 
 
-def fit_decomposition(x: torch.Tensor, target: torch.Tensor, options: DecompositionOptions | None = None, *,
-                      seed: int | None = 0, generator: torch.Generator | None = None,
-                      **overrides) -> DecompositionFit:
+def fit_decomposition(
+    x: torch.Tensor,
+    target: torch.Tensor,
+    options: DecompositionOptions | None = None,
+    *,
+    seed: int | None = 0,
+    generator: torch.Generator | None = None,
+    **overrides,
+) -> DecompositionFit:
     r"""Learn :math:`f \approx -\nabla U_\theta + g_\theta,\ \nabla U_\theta\perp g_\theta` from samples ``(x, target)``.
 
     B. Lin, Q. Li & W. Ren (MSML 2021): minimise :func:`decomposition_loss` with Adam on
@@ -339,13 +369,15 @@ def fit_decomposition(x: torch.Tensor, target: torch.Tensor, options: Decomposit
         for key, value in overrides.items():
             name = "batch_size" if key == "batch" else key
             if name not in fields:
-                raise TypeError(f"fit_decomposition() got an unexpected keyword argument {key!r}; "
-                                f"options are {', '.join(sorted(fields))}")
+                raise TypeError(
+                    f"fit_decomposition() got an unexpected keyword argument {key!r}; "
+                    f"options are {', '.join(sorted(fields))}"
+                )
             renamed[name] = value
         options = dataclasses.replace(options, **renamed)
     if generator is None:
         seed = check_int("seed", seed, minimum=0)
-        generator = torch.Generator(device=x.device).manual_seed(seed)
+        generator = new_generator(seed, x.device)
     elif not isinstance(generator, torch.Generator):
         raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
     else:
@@ -353,32 +385,32 @@ def fit_decomposition(x: torch.Tensor, target: torch.Tensor, options: Decomposit
     o = options
     start = time.process_time()
     model = DecompositionNet(o.width, o.depth, mirror=o.mirror, generator=generator).to(device=x.device, dtype=x.dtype)
-    ema = o.ema
-
-    def exponential_average(averaged, current, count):
-        return ema * averaged + (1 - ema) * current
-
-    average = AveragedModel(model, avg_fn=exponential_average)
-    optimizer = torch.optim.Adam(model.parameters(), lr=o.lr)
     last = max(o.steps - 1, 1)
-    schedule = torch.optim.lr_scheduler.ExponentialLR(optimizer, (o.final_lr / o.lr) ** (1 / last))
     anchors = None if o.anchors is None else torch.tensor(o.anchors, device=x.device, dtype=x.dtype)
-    losses = []
-    for step in range(o.steps):
+
+    def loss_at(step):
         index = torch.randint(0, x.shape[0], (min(o.batch_size, x.shape[0]),), generator=generator, device=x.device)
         mu = o.rotation * (o.final_rotation / o.rotation) ** (step / last)
-        loss = decomposition_loss(model, x[index], target[index], orthogonality=o.orthogonality, rotation=mu,
-                                  selection=o.selection, anchors=anchors, one_sided=o.one_sided)
-        raise_if_nonfinite(loss.detach(), step)
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
-        average.update_parameters(model)
-        if step % o.record_every == 0 or step == o.steps - 1:
-            losses.append(float(loss.detach()))
-    return DecompositionFit(model=average.module.requires_grad_(False), losses=losses, options=o, seed=seed,
-                            cpu_seconds=time.process_time() - start)
+        return decomposition_loss(
+            model,
+            x[index],
+            target[index],
+            orthogonality=o.orthogonality,
+            rotation=mu,
+            selection=o.selection,
+            anchors=anchors,
+            one_sided=o.one_sided,
+        )
+
+    run = train_averaged(model, loss_at, steps=o.steps, lr=o.lr, final_lr=o.final_lr, ema=o.ema, record_every=o.record_every)
+    return DecompositionFit(
+        model=run.model,
+        losses=run.history["loss"],
+        options=o,
+        seed=seed,
+        cpu_seconds=time.process_time() - start,
+        history_steps=run.history["step"],
+    )
 
 
 def potential_error(model: DecompositionNet, x: torch.Tensor, true_potential) -> float:

@@ -26,15 +26,17 @@ proves — training stalls for a time that grows exponentially with the memory �
 can be measured over many runs (:func:`train_plateau`: a run escapes when the learned kernel's value at
 the lag :math:`t_0`, minus :math:`e^{-t_0}`, reaches a fraction of the bump's height 1).
 
-Contents: :func:`residual_rnn`, :func:`linear_rnn_kernel`,
-:func:`train_linear_rnn_kernel` (returns a :class:`KernelFit`), :func:`plateau_target`,
-:func:`diagonal_rnn_risk`, :func:`train_diagonal_rnn`, :func:`train_plateau`,
-:func:`learned_bump_amplitude`, :func:`escape_steps`, :func:`escape_iterations`,
-:func:`bump_signal` (the escape-time estimate of chapter 3.3), :func:`train_tanh_rnn`.
+Contents: :func:`residual_rnn`, :func:`train_sequence_model` (returns a :class:`SequenceFit`),
+:func:`linear_rnn_kernel`, :func:`train_linear_rnn_kernel` (returns a :class:`KernelFit`), :func:`plateau_target`,
+:func:`diagonal_rnn_risk`, :func:`train_diagonal_rnn` (a :class:`DiagonalRNNRuns`),
+:func:`train_plateau` (a :class:`PlateauRuns`), :func:`learned_bump_amplitude`, :func:`escape_steps`,
+:func:`escape_iterations`, :func:`bump_signal` (the escape-time estimate of chapter 3.3),
+:func:`train_tanh_rnn` (a :class:`TanhRNNRun`). Every trainer returns a result dataclass (or NamedTuple)
+holding the model (or its parameters), the history and the measured numbers.
 Models and trainers take a ``device`` argument: by the book's rule (:mod:`mldyn_lite.numerics`) ``None`` means
 the device of the input where there is one, else the CPU (where these small problems are fastest); ``"cuda"``
 works unchanged. Random initialisations use a private generator seeded with ``seed``
-(:func:`~mldyn_lite.numerics.generator`, or :func:`torch.random.fork_rng` around PyTorch's own initialisers),
+(:func:`~mldyn_lite.numerics.generator`, also for PyTorch's default initialisation laws),
 so the global random state is left alone.
 """
 
@@ -42,7 +44,6 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import NamedTuple
 
@@ -55,27 +56,34 @@ from .runtime import get_device
 from .training import fit, raise_if_nonfinite
 
 
-def _device(device, *inputs) -> torch.device:
-    """The book's device rule: ``device`` if given (validated), else the device of the first tensor or module
-    among ``inputs``, else the CPU (:func:`mldyn_lite.numerics.device_of`); never CUDA on its own."""
-    return get_device(device) if device is not None else device_of(*inputs)
+def _renamed(value, old_value):
+    """An argument's ``value``, or ``old_value`` where the caller passed it under its former name."""
+    return value if old_value is None else old_value
 
 
-@contextmanager
-def _seeded_init(seed: int):
-    """A context in which PyTorch's default initialisers draw from ``seed``; the global state is restored after."""
-    seed = check_int("seed", seed, minimum=0)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        yield
+def _init_like_pytorch(rnn: torch.nn.RNN, readout: torch.nn.Linear, gen: torch.Generator) -> None:
+    """PyTorch's default initialisation of ``rnn`` and ``readout`` (same laws, same order of draws), drawn from ``gen``.
+
+    With ``gen = generator(seed)`` the weights equal those PyTorch draws after a global reseed with ``seed``,
+    but the global random state is never touched.
+    """
+    with torch.no_grad():
+        bound = 1.0 / math.sqrt(rnn.hidden_size)
+        for weight in rnn.parameters():
+            torch.nn.init.uniform_(weight, -bound, bound, generator=gen)
+        torch.nn.init.kaiming_uniform_(readout.weight, a=math.sqrt(5), generator=gen)
+        bound = 1.0 / math.sqrt(readout.in_features)
+        torch.nn.init.uniform_(readout.bias, -bound, bound, generator=gen)
+
 
 SQRT_PI = math.sqrt(math.pi)
 
 # --------------------------------------------------------------------------- RNNs as sequence maps
 
 
-def residual_rnn(x: torch.Tensor, W: torch.Tensor, U: torch.Tensor, c: torch.Tensor, delta: float = 1.0,
-                 activation=torch.tanh) -> torch.Tensor:
+def residual_rnn(
+    x: torch.Tensor, W: torch.Tensor, U: torch.Tensor, c: torch.Tensor, delta: float = 1.0, activation=torch.tanh
+) -> torch.Tensor:
     r"""Run :math:`h_{k+1} = h_k + \delta\,\sigma(W h_k + U x_k)`, :math:`h_0 = 0`, and return :math:`\hat y_k = c^\top h_k`.
 
     Parameters
@@ -102,8 +110,9 @@ def residual_rnn(x: torch.Tensor, W: torch.Tensor, U: torch.Tensor, c: torch.Ten
     U = check_tensor("U", U, ndim=2)
     c = check_tensor("c", c, ndim=1)
     if U.shape != (m, x.shape[-1]) or c.shape != (m,):
-        raise ValueError(f"U must have shape ({m}, {x.shape[-1]}) and c shape ({m},), got {tuple(U.shape)} and "
-                         f"{tuple(c.shape)}")
+        raise ValueError(
+            f"U must have shape ({m}, {x.shape[-1]}) and c shape ({m},), got {tuple(U.shape)} and {tuple(c.shape)}"
+        )
     delta = check_float("delta", delta, positive=True)
     check_callable("activation", activation)
     h = x.new_zeros(x.shape[0], m)
@@ -121,30 +130,58 @@ class SequenceRNN(torch.nn.Module):
     :math:`\hat H_k : (x_0, \dots, x_k) \mapsto \hat y_k`. With ``bidirectional=True`` a
     second RNN reads the sequence backwards and the read-out sees both hidden
     states — the model is then no longer causal. Inputs ``(batch, length, d)``,
-    outputs ``(batch, length)``.
+    outputs ``(batch, length)``. ``width`` is the size of the hidden state :math:`h_k`
+    (``hidden=`` is its former name, still accepted).
     """
 
-    def __init__(self, d_in: int, hidden: int = 32, bidirectional: bool = False, seed: int = 0, device=None):
+    def __init__(
+        self,
+        d_in: int,
+        width: int = 32,
+        bidirectional: bool = False,
+        seed: int = 0,
+        device=None,
+        *,
+        hidden: int | None = None,
+    ):
         super().__init__()
         d_in = check_int("d_in", d_in, minimum=1)
-        hidden = check_int("hidden", hidden, minimum=1)
-        with _seeded_init(seed):  # weights from `seed`, global random state untouched
-            self.rnn = torch.nn.RNN(d_in, hidden, batch_first=True, nonlinearity="tanh",
-                                    bidirectional=bool(bidirectional))
-            self.readout = torch.nn.Linear(hidden * (2 if bidirectional else 1), 1)
-        self.to(_device(device))
+        width = check_int("width", _renamed(width, hidden), minimum=1)
+        # built without values on the "meta" device (no draw from the global random state), then drawn from `seed`
+        self.rnn = torch.nn.RNN(
+            d_in, width, batch_first=True, nonlinearity="tanh", bidirectional=bool(bidirectional), device="meta"
+        )
+        self.readout = torch.nn.Linear(width * (2 if bidirectional else 1), 1, device="meta")
+        self.to_empty(device="cpu")
+        _init_like_pytorch(self.rnn, self.readout, generator(seed))
+        self.to(device_of() if device is None else get_device(device))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = check_tensor("x", x, ndim=3)
         return self.readout(self.rnn(x)[0])[..., 0]
 
 
-def train_sequence_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 300,
-                         lr: float = 1e-2, clip: float | None = 1.0) -> list[float]:
+@dataclass
+class SequenceFit:
+    """Result of :func:`train_sequence_model`."""
+
+    model: torch.nn.Module  #: the trained model (the one passed in, trained in place)
+    history: list  #: the training loss before each Adam step
+    final_loss: float  #: the training loss after the last step
+
+
+def train_sequence_model(
+    model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor, steps: int = 300, lr: float = 1e-2, clip: float | None = 1.0
+) -> SequenceFit:
     r"""Full-batch Adam on the mean squared error :math:`\frac{1}{NK}\sum_{n,k} (\hat y_k^{(n)} - y_k^{(n)})^2`.
 
-    ``model`` maps ``x`` of shape ``(n, length, d)`` to ``(n, length)``; returns the loss history
+    ``model`` maps ``x`` of shape ``(n, length, d)`` to ``(n, length)`` and is trained in place
     (:func:`mldyn_lite.fit`, gradient norm clipped at ``clip``).
+
+    Returns
+    -------
+    SequenceFit
+        ``model``, ``history`` (the loss history) and ``final_loss`` (the loss after training).
     """
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
@@ -152,7 +189,10 @@ def train_sequence_model(model: torch.nn.Module, x: torch.Tensor, y: torch.Tenso
     y = check_tensor("y", y, ndim=2)
     if y.shape != x.shape[:2]:
         raise ValueError(f"y must have shape (n, length) = {tuple(x.shape[:2])}, got {tuple(y.shape)}")
-    return fit(model, lambda: ((model(x) - y) ** 2).mean(), steps=steps, lr=lr, clip=clip)
+    history = fit(model, lambda: ((model(x) - y) ** 2).mean(), steps=steps, lr=lr, clip=clip)
+    with torch.no_grad():
+        final_loss = float(((model(x) - y) ** 2).mean())
+    return SequenceFit(model, history, final_loss)
 
 
 def linear_rnn_kernel(W: torch.Tensor, U: torch.Tensor, c: torch.Tensor, dt: float, n_lags: int) -> torch.Tensor:
@@ -206,8 +246,16 @@ class LinearRNN(torch.nn.Module):
     :math:`\omega \sim U(0, \text{max\_frequency})`, amplitudes :math:`N(0, 1/m)`.
     """
 
-    def __init__(self, m: int, dt: float = 1.0, seed: int = 0, decay_range=(0.02, 2.0), max_frequency: float = 2.0,
-                 dtype=torch.float64, device=None):
+    def __init__(
+        self,
+        m: int,
+        dt: float = 1.0,
+        seed: int = 0,
+        decay_range=(0.02, 2.0),
+        max_frequency: float = 2.0,
+        dtype=torch.float64,
+        device=None,
+    ):
         super().__init__()
         self.m = check_int("m", m, minimum=1)
         self.dt = check_float("dt", dt, positive=True)
@@ -218,7 +266,7 @@ class LinearRNN(torch.nn.Module):
         max_frequency = check_float("max_frequency", max_frequency, nonnegative=True)
         gen = generator(seed)
         pairs, single = self.m // 2, self.m % 2
-        options = {"dtype": dtype, "device": _device(device)}
+        options = {"dtype": dtype, "device": device_of() if device is None else get_device(device)}
 
         def log_decay(n):
             return math.log(low) + (math.log(high) - math.log(low)) * torch.rand(n, generator=gen, dtype=torch.float64)
@@ -227,8 +275,9 @@ class LinearRNN(torch.nn.Module):
             return torch.randn(n, generator=gen, dtype=torch.float64) / math.sqrt(self.m)
 
         self.log_decay = torch.nn.Parameter(log_decay(pairs).to(**options))
-        self.frequency = torch.nn.Parameter((max_frequency * torch.rand(pairs, generator=gen,
-                                                                         dtype=torch.float64)).to(**options))
+        self.frequency = torch.nn.Parameter(
+            (max_frequency * torch.rand(pairs, generator=gen, dtype=torch.float64)).to(**options)
+        )
         self.cos_amplitude = torch.nn.Parameter(amplitude(pairs).to(**options))
         self.sin_amplitude = torch.nn.Parameter(amplitude(pairs).to(**options))
         self.real_log_decay = torch.nn.Parameter(log_decay(single).to(**options))
@@ -276,8 +325,7 @@ class KernelFit(NamedTuple):
     model: LinearRNN  #: the trained network
 
 
-def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, seed: int = 0,
-                            device=None) -> KernelFit:
+def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, seed: int = 0, device=None) -> KernelFit:
     r"""Train a linear RNN with ``m`` hidden units (:class:`LinearRNN`) on the white-noise risk of a kernel.
 
     The loss is the trapezoidal :math:`\int (\rho - \hat\rho)^2 ds` on the uniform grid ``s``
@@ -297,7 +345,7 @@ def train_linear_rnn_kernel(s, rho, m: int, steps: int = 800, lr: float = 5e-2, 
     m = check_int("m", m, minimum=1)
     steps = check_int("steps", steps, minimum=1)
     lr = check_float("lr", lr, positive=True)
-    device = _device(device)
+    device = device_of() if device is None else get_device(device)
     dt = float(s[1] - s[0])
     weights = np.full(s.size, dt)
     weights[[0, -1]] /= 2
@@ -339,7 +387,7 @@ def bump_energy(memory: float) -> float:
 
 def _target_energy(t0: torch.Tensor) -> torch.Tensor:
     # ||e^{-t}||^2 + 2 <e^{-t}, bump> + ||bump||^2, all on [0, inf)
-    cross = SQRT_PI / 2 * torch.exp(-t0**2) * torch.special.erfcx(0.5 - t0)
+    cross = SQRT_PI / 2 * torch.exp(-(t0**2)) * torch.special.erfcx(0.5 - t0)
     bump = math.sqrt(math.pi / 8) * torch.special.erfc(-math.sqrt(2) * t0)
     return 0.5 + 2 * cross + bump
 
@@ -399,7 +447,7 @@ def _risk_and_gradient(a, log_rates, t0):
     rates = log_rates.exp()
     z = rates / 2 - t0[:, None]
     scaled = torch.special.erfcx(z)
-    bump_weight = SQRT_PI / 2 * torch.exp(-t0[:, None] ** 2)
+    bump_weight = SQRT_PI / 2 * torch.exp(-(t0[:, None] ** 2))
     p = 1 / (1 + rates) + bump_weight * scaled
     dp = -1 / (1 + rates) ** 2 + bump_weight * (z * scaled - 1 / SQRT_PI)  # erfcx' = 2z erfcx - 2/sqrt(pi)
     gram = 1 / (rates[:, :, None] + rates[:, None, :])
@@ -482,9 +530,35 @@ def _check_plateau_arguments(memories, seeds, m, lr, steps, optimizer, init_scal
     return memories, seeds, m, lrs, steps, init_scale
 
 
-def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 2000, optimizer: str = "adam",
-                       init_scale: float = 0.1, stop_when_escaped: bool = False, return_parameters: bool = False,
-                       device=None):
+@dataclass
+class DiagonalRNNRuns:
+    r"""Result of :func:`train_diagonal_rnn`; arrays have leading shape ``(len(memories), len(lr), len(seeds))``.
+
+    ``losses``: the risk before each update (last axis: steps; ``nan`` after a stop); ``a`` and ``rates``: the final
+    parameters (last axis: m) — the model, :math:`\hat\rho(t) = \sum_i a_i e^{-\lambda_i t}`; ``final_risk``: the
+    last finite risk of each run.
+    """
+
+    memories: list
+    lrs: list
+    seeds: list
+    losses: np.ndarray
+    a: np.ndarray
+    rates: np.ndarray
+    final_risk: np.ndarray
+
+
+def train_diagonal_rnn(
+    memories,
+    seeds=(0,),
+    m: int = 16,
+    lr=1e-2,
+    steps: int = 2000,
+    optimizer: str = "adam",
+    init_scale: float = 0.1,
+    stop_when_escaped: bool = False,
+    device=None,
+) -> DiagonalRNNRuns:
     r"""Train diagonal linear RNNs on the plateau target with the closed-form risk; all runs at once.
 
     One run per combination (memory :math:`t_0`, learning rate, seed). Parameters
@@ -497,7 +571,7 @@ def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 
       :math:`\theta \leftarrow \theta - \eta\, \hat m / (\sqrt{\hat v} + \epsilon)` with bias-corrected
       :math:`\hat m, \hat v` (:math:`\beta = (0.9, 0.999)`, :math:`\epsilon = 10^{-8}`).
 
-    This returns the risk only. :func:`train_plateau` runs the same updates and also records the
+    This records the risk only. :func:`train_plateau` runs the same updates and also records the
     learned kernel's amplitude at the lag :math:`t_0` — the escape criterion of the book.
 
     Parameters
@@ -511,13 +585,15 @@ def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 
 
     Returns
     -------
-    ndarray of shape ``(len(memories), len(lr), len(seeds), steps)``: the risk before each update;
-    with ``return_parameters=True`` also the final ``(a, rates)``, arrays of shape
-    ``(len(memories), len(lr), len(seeds), m)``.
+    DiagonalRNNRuns
+        ``losses`` of shape ``(len(memories), len(lr), len(seeds), steps)``: the risk before each update; the final
+        ``a`` and ``rates``, of shape ``(len(memories), len(lr), len(seeds), m)``; ``final_risk``, the last finite
+        risk of each run.
     """
-    memories, seeds, m, lrs, steps, init_scale = _check_plateau_arguments(memories, seeds, m, lr, steps, optimizer,
-                                                                          init_scale)
-    device = _device(device)
+    memories, seeds, m, lrs, steps, init_scale = _check_plateau_arguments(
+        memories, seeds, m, lr, steps, optimizer, init_scale
+    )
+    device = device_of() if device is None else get_device(device)
     theta, t0, eta = _plateau_runs(memories, seeds, lrs, m, init_scale, device)
     threshold = torch.tensor([bump_energy(t) / 2 for t in t0.tolist()], dtype=torch.float64, device=device)
     history = torch.full((steps, theta.shape[0]), float("nan"), dtype=torch.float64, device=device)
@@ -528,11 +604,28 @@ def train_diagonal_rnn(memories, seeds=(0,), m: int = 16, lr=1e-2, steps: int = 
             history[step] = risk
     shape = (len(memories), len(lrs), len(seeds))
     losses = history.T.reshape(*shape, steps).cpu().numpy()
-    if return_parameters:
-        a = theta[:, :m].reshape(*shape, m).cpu().numpy()
-        rates = theta[:, m:].exp().reshape(*shape, m).cpu().numpy()
-        return losses, (a, rates)
-    return losses
+    finite = np.isfinite(losses)
+    last = np.where(finite.any(-1), steps - 1 - finite[..., ::-1].argmax(-1), 0)
+    return DiagonalRNNRuns(
+        memories=memories,
+        lrs=lrs,
+        seeds=seeds,
+        losses=losses,
+        a=theta[:, :m].reshape(*shape, m).cpu().numpy(),
+        rates=theta[:, m:].exp().reshape(*shape, m).cpu().numpy(),
+        final_risk=np.take_along_axis(losses, last[..., None], -1)[..., 0],
+    )
+
+
+def _check_kernel_state(a, rates) -> tuple[np.ndarray, np.ndarray]:
+    """Validate a diagonal RNN's state: amplitudes ``a`` and positive ``rates`` of one shape ``(..., m)``."""
+    a = check_array("a", a)
+    rates = check_array("rates", rates)
+    if a.shape != rates.shape:
+        raise ValueError(f"a and rates must have the same shape, got {a.shape} and {rates.shape}")
+    if np.any(rates <= 0):
+        raise ValueError("rates must be positive")
+    return a, rates
 
 
 def learned_bump_amplitude(a, rates, memory):
@@ -546,12 +639,7 @@ def learned_bump_amplitude(a, rates, memory):
     ``a`` and ``rates``: arrays of shape ``(..., m)``; ``memory``: :math:`t_0`, a float or an array broadcasting
     against ``a[..., 0]``. Returns an array of shape ``a.shape[:-1]``.
     """
-    a = check_array("a", a)
-    rates = check_array("rates", rates)
-    if a.shape != rates.shape:
-        raise ValueError(f"a and rates must have the same shape, got {a.shape} and {rates.shape}")
-    if np.any(rates <= 0):
-        raise ValueError("rates must be positive")
+    a, rates = _check_kernel_state(a, rates)
     t0 = np.asarray(memory, dtype=float)
     if np.any(t0 < 0) or not np.all(np.isfinite(t0)):
         raise ValueError("memory must be finite and >= 0")
@@ -610,9 +698,10 @@ def train_plateau(memories, seeds=(0,), options: PlateauOptions | None = None, d
     if not isinstance(options, PlateauOptions):
         raise TypeError(f"options must be a PlateauOptions, got {type(options).__name__}")
     memories, seeds, m, lrs, steps, init_scale = _check_plateau_arguments(
-        memories, seeds, options.m, options.lr, options.steps, options.optimizer, options.init_scale)
+        memories, seeds, options.m, options.lr, options.steps, options.optimizer, options.init_scale
+    )
     fraction = check_float("escape_fraction", options.escape_fraction, positive=True)
-    device = _device(device)
+    device = device_of() if device is None else get_device(device)
     theta, t0, eta = _plateau_runs(memories, seeds, lrs, m, init_scale, device)
     runs = theta.shape[0]
     losses = torch.full((steps, runs), float("nan"), dtype=torch.float64, device=device)
@@ -629,11 +718,17 @@ def train_plateau(memories, seeds=(0,), options: PlateauOptions | None = None, d
             amplitudes[step] = amplitude(theta)
     shape = (len(memories), len(lrs), len(seeds))
     amplitudes = amplitudes.T.reshape(*shape, steps).cpu().numpy()
-    return PlateauRuns(memories=memories, lrs=lrs, seeds=seeds, escape_fraction=fraction,
-                       losses=losses.T.reshape(*shape, steps).cpu().numpy(), amplitudes=amplitudes,
-                       a=theta[:, :m].reshape(*shape, m).cpu().numpy(),
-                       rates=theta[:, m:].exp().reshape(*shape, m).cpu().numpy(),
-                       escape=escape_steps(amplitudes, fraction))
+    return PlateauRuns(
+        memories=memories,
+        lrs=lrs,
+        seeds=seeds,
+        escape_fraction=fraction,
+        losses=losses.T.reshape(*shape, steps).cpu().numpy(),
+        amplitudes=amplitudes,
+        a=theta[:, :m].reshape(*shape, m).cpu().numpy(),
+        rates=theta[:, m:].exp().reshape(*shape, m).cpu().numpy(),
+        escape=escape_steps(amplitudes, fraction),
+    )
 
 
 def bump_signal(a, rates, memories) -> np.ndarray:
@@ -653,17 +748,12 @@ def bump_signal(a, rates, memories) -> np.ndarray:
     ``a`` and ``rates``: a plateau state, arrays of shape ``(..., m)``; ``memories``: the :math:`t_0` at
     which to evaluate. Returns an array of shape ``a.shape[:-1] + (len(memories),)``.
     """
-    a = check_array("a", a)
-    rates = check_array("rates", rates)
-    if a.shape != rates.shape:
-        raise ValueError(f"a and rates must have the same shape, got {a.shape} and {rates.shape}")
-    if np.any(rates <= 0):
-        raise ValueError("rates must be positive")
+    a, rates = _check_kernel_state(a, rates)
     from scipy.special import erfcx
 
     t0 = np.asarray(_as_list("memories", memories, minimum=0.0))
     lam = rates[..., None, :]
-    overlap = SQRT_PI / 2 * np.exp(-t0[:, None] ** 2) * erfcx(lam / 2 - t0[:, None])
+    overlap = SQRT_PI / 2 * np.exp(-(t0[:, None] ** 2)) * erfcx(lam / 2 - t0[:, None])
     return (np.exp(-lam * t0[:, None]) * overlap).sum(-1)
 
 
@@ -713,8 +803,29 @@ def escape_iterations(losses, memories) -> np.ndarray:
 # --------------------------------------------------------------------------- nonlinear RNN on sampled sequences
 
 
-def train_tanh_rnn(memory: float, hidden: int = 16, steps: int = 600, lr: float = 1e-2, batch: int = 32,
-                   length: int = 40, dt: float = 0.25, seed: int = 0, device=None) -> np.ndarray:
+@dataclass
+class TanhRNNRun:
+    """Result of :func:`train_tanh_rnn`."""
+
+    model: SequenceRNN  #: the trained tanh RNN with its read-out
+    history: np.ndarray  #: the normalised training loss before each Adam step, shape ``(steps,)``
+    final_loss: float  #: mean normalised loss over the last ``min(20, steps)`` steps
+
+
+def train_tanh_rnn(
+    memory: float,
+    width: int = 16,
+    steps: int = 600,
+    lr: float = 1e-2,
+    batch_size: int = 32,
+    length: int = 40,
+    dt: float = 0.25,
+    seed: int = 0,
+    device=None,
+    *,
+    hidden: int | None = None,
+    batch: int | None = None,
+) -> TanhRNNRun:
     r"""Train a tanh RNN (``torch.nn.RNN`` + linear read-out) with Adam on sampled sequences of the plateau target.
 
     The inputs are standard normal :math:`\xi_k` and the targets
@@ -722,50 +833,55 @@ def train_tanh_rnn(memory: float, hidden: int = 16, steps: int = 600, lr: float 
     :math:`\int \rho(s)\, x_{t-s}\, ds` for white noise :math:`x`, scaled to unit-order variance. A fresh
     batch is drawn at every step; the loss is the mean squared error over all time
     steps divided by the output variance :math:`\Delta t\sum_j\rho_j^2` (1 = predicting zero).
+    ``width`` is the size of the hidden state and ``batch_size`` the number of sequences per step
+    (``hidden=`` and ``batch=``, their former names, are still accepted).
 
     Returns
     -------
-    ndarray of shape ``(steps,)``: the normalised training loss.
+    TanhRNNRun
+        ``model`` (a :class:`SequenceRNN` initialised from ``seed``), ``history`` (ndarray of shape
+        ``(steps,)``: the normalised training loss) and ``final_loss`` (its mean over the last 20 steps).
     """
     t0 = _memory(memory)
-    hidden = check_int("hidden", hidden, minimum=1)
+    width = check_int("width", _renamed(width, hidden), minimum=1)
     steps = check_int("steps", steps, minimum=1)
     lr = check_float("lr", lr, positive=True)
-    batch = check_int("batch", batch, minimum=1)
+    batch_size = check_int("batch_size", _renamed(batch_size, batch), minimum=1)
     length = check_int("length", length, minimum=2)
     dt = check_float("dt", dt, positive=True)
-    device = _device(device)
+    device = device_of() if device is None else get_device(device)
     gen = generator(seed)
     rho = plateau_target(np.arange(length) * dt, t0)
     variance = float(dt * (rho**2).sum())
     kernel = torch.as_tensor(math.sqrt(dt) * rho, dtype=torch.float32, device=device)
-    with _seeded_init(seed):  # PyTorch's initialisation from `seed`; the global random state is left alone
-        rnn = torch.nn.RNN(1, hidden, batch_first=True, nonlinearity="tanh").to(device)
-        readout = torch.nn.Linear(hidden, 1).to(device)
-    params = list(rnn.parameters()) + list(readout.parameters())
-    opt = torch.optim.Adam(params, lr=lr)
+    model = SequenceRNN(1, width=width, seed=seed, device=device)  # the global random state is left alone
+    opt = torch.optim.Adam(model.parameters(), lr=lr)
     history = np.empty(steps)
     for step in range(steps):
-        xi = torch.randn(batch, length, generator=gen).to(device)
-        target = torch.nn.functional.conv1d(torch.nn.functional.pad(xi[:, None], (length - 1, 0)),
-                                            kernel.flip(0)[None, None])[:, 0]
-        output = readout(rnn(xi[:, :, None])[0])[:, :, 0]
+        xi = torch.randn(batch_size, length, generator=gen).to(device)
+        target = torch.nn.functional.conv1d(
+            torch.nn.functional.pad(xi[:, None], (length - 1, 0)), kernel.flip(0)[None, None]
+        )[:, 0]
+        output = model(xi[:, :, None])
         loss = ((output - target) ** 2).mean() / variance
         raise_if_nonfinite(loss.detach(), step)
         opt.zero_grad()
         loss.backward()
         opt.step()
         history[step] = loss.item()
-    return history
+    return TanhRNNRun(model, history, float(history[-min(20, steps) :].mean()))
 
 
 __all__ = [
     "KernelFit",
     "LinearRNN",
+    "SequenceFit",
     "SequenceRNN",
+    "TanhRNNRun",
     "bump_energy",
     "bump_signal",
     "diagonal_rnn_risk",
+    "DiagonalRNNRuns",
     "PlateauOptions",
     "PlateauRuns",
     "escape_iterations",

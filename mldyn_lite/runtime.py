@@ -22,6 +22,8 @@ import torch
 
 from ._checks import check_int
 
+__all__ = ["DEFAULT_THREADS", "get_device", "set_seed", "set_threads", "setup"]
+
 DEFAULT_THREADS = 1
 
 

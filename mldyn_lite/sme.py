@@ -40,17 +40,20 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import torch
 
 from ._checks import check_array, check_callable, check_choice, check_float, check_int, check_tensor
 from .measure import loglog_slope
+from .numerics import device_of, generator
 from .runtime import get_device
 from .training import raise_if_nonfinite
 
 __all__ = [
     "CSGDController",
+    "Paths",
     "ToyProblem",
     "additive_noise_moments",
     "least_squares_oracle",
@@ -73,6 +76,7 @@ __all__ = [
 
 # --------------------------------------------------------------------------- helpers
 
+
 def _start(theta0, n_paths, device, name="theta0") -> torch.Tensor:
     """Validate a start point of shape (d,) or (n_paths, d); return it as (n_paths, d) on ``device``."""
     theta0 = check_tensor(name, theta0, ndim=(1, 2))
@@ -87,11 +91,15 @@ def _start(theta0, n_paths, device, name="theta0") -> torch.Tensor:
     return theta0.to(device).clone()
 
 
-def _generator(seed: int, device: torch.device) -> torch.Generator:
-    return torch.Generator(device=device).manual_seed(check_int("seed", seed, minimum=0))
+class Paths(NamedTuple):
+    """Many simulated paths: the ``final`` states ``(P, d)`` and the recorded ``history`` ``(records, P, d)``."""
+
+    final: torch.Tensor
+    history: torch.Tensor
 
 
 # --------------------------------------------------------------------------- SGD
+
 
 def least_squares_oracle(X, y, batch_size: int) -> Callable:
     r"""Minibatch gradient oracle of :math:`J(\theta) = \frac{1}{2n}\sum_i (x_i^\top\theta - y_i)^2`.
@@ -107,7 +115,7 @@ def least_squares_oracle(X, y, batch_size: int) -> Callable:
     batch_size = check_int("batch_size", batch_size, minimum=1)
     n, d = X.shape
 
-    copies = {}          # the data on each (device, dtype) the oracle is called with
+    copies = {}  # the data on each (device, dtype) the oracle is called with
 
     def stochastic_gradient(theta: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
         if theta.ndim != 2 or theta.shape[1] != d:
@@ -117,16 +125,25 @@ def least_squares_oracle(X, y, batch_size: int) -> Callable:
             copies[key] = (X.to(theta.device, theta.dtype), y.to(theta.device, theta.dtype))
         Xd, yd = copies[key]
         idx = torch.randint(n, (theta.shape[0], batch_size), generator=generator, device=theta.device)
-        xb, yb = Xd[idx], yd[idx]                                   # (P, B, d), (P, B)
-        residual = (xb @ theta.unsqueeze(-1)).squeeze(-1) - yb      # (P, B)
+        xb, yb = Xd[idx], yd[idx]  # (P, B, d), (P, B)
+        residual = (xb @ theta.unsqueeze(-1)).squeeze(-1) - yb  # (P, B)
         return (xb * residual.unsqueeze(-1)).mean(dim=1)
 
     return stochastic_gradient
 
 
-def sgd_paths(stochastic_gradient: Callable, theta0, lr: float, steps: int, *, n_paths: int | None = None,
-              control: Callable | None = None, record_every: int | None = None, seed: int = 0,
-              device: str | torch.device | None = None):
+def sgd_paths(
+    stochastic_gradient: Callable,
+    theta0,
+    lr: float,
+    steps: int,
+    *,
+    n_paths: int | None = None,
+    control: Callable | None = None,
+    record_every: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+):
     r"""Run ``n_paths`` SGD chains :math:`\theta_{k+1} = \theta_k - \eta u_k \nabla J_{\gamma_k}(\theta_k)` at once.
 
     Parameters
@@ -149,10 +166,11 @@ def sgd_paths(stochastic_gradient: Callable, theta0, lr: float, steps: int, *, n
 
     Returns
     -------
-    ``theta_final`` of shape ``(P, d)``, or ``(theta_final, history)`` when ``record_every`` is set.
+    ``theta_final`` of shape ``(P, d)``, or :class:`Paths` ``(final, history)`` when ``record_every`` is set.
+    The paths run on ``device``, by default the device of ``theta0`` (the CPU for a non-tensor start).
     """
     check_callable("stochastic_gradient", stochastic_gradient)
-    device = get_device(device)
+    device = device_of(theta0) if device is None else get_device(device)
     theta = _start(theta0, n_paths, device)
     lr = check_float("lr", lr, positive=True)
     steps = check_int("steps", steps, minimum=0)
@@ -160,11 +178,11 @@ def sgd_paths(stochastic_gradient: Callable, theta0, lr: float, steps: int, *, n
         check_callable("control", control)
     if record_every is not None:
         record_every = check_int("record_every", record_every, minimum=1)
-    generator = _generator(seed, device)
+    gen = generator(seed, device)
     history = [theta.clone()] if record_every else None
     step = torch.empty_like(theta)  # lr * grad, written in place: no new tensors per step (same arithmetic)
     for k in range(steps):
-        grad = stochastic_gradient(theta, generator)
+        grad = stochastic_gradient(theta, gen)
         if k == 0 and (not isinstance(grad, torch.Tensor) or grad.shape != theta.shape):
             shape = tuple(grad.shape) if isinstance(grad, torch.Tensor) else type(grad).__name__
             raise ValueError(f"stochastic_gradient must return a tensor of shape {tuple(theta.shape)}, got {shape}")
@@ -177,10 +195,11 @@ def sgd_paths(stochastic_gradient: Callable, theta0, lr: float, steps: int, *, n
             raise_if_nonfinite(theta, k, "SGD iterate", "the learning rate is too large: SGD diverged")
         if record_every and ((k + 1) % record_every == 0 or k == steps - 1):
             history.append(theta.clone())
-    return (theta, torch.stack(history)) if record_every else theta
+    return Paths(theta, torch.stack(history)) if record_every else theta
 
 
 # --------------------------------------------------------------------------- the toy problems
+
 
 @dataclass(frozen=True)
 class ToyProblem:
@@ -245,18 +264,29 @@ def toy_problem(name: str) -> ToyProblem:
     check_choice("name", name, {"multiplicative", "additive_gaussian", "additive_bernoulli", "logcosh"})
     if name == "multiplicative":
         return ToyProblem(
-            name, gradient=lambda x: x, curvature=lambda x: 1.0 + 0 * x,
+            name,
+            gradient=lambda x: x,
+            curvature=lambda x: 1.0 + 0 * x,
             noise_std=lambda x: abs(x),
-            stochastic_gradient=_multiplicative_sample)
+            stochastic_gradient=_multiplicative_sample,
+        )
     if name in ("additive_gaussian", "additive_bernoulli"):
         if name == "additive_gaussian":
+
             def sample(x, g):
                 return x - torch.randn(x.shape, generator=g, device=x.device, dtype=x.dtype)
         else:
+
             def sample(x, g):
                 return x - _signs(x.shape, g, x)
-        return ToyProblem(name, gradient=lambda x: x, curvature=lambda x: 1.0 + 0 * x,
-                          noise_std=lambda x: 1.0 + 0 * x, stochastic_gradient=sample)
+
+        return ToyProblem(
+            name,
+            gradient=lambda x: x,
+            curvature=lambda x: 1.0 + 0 * x,
+            noise_std=lambda x: 1.0 + 0 * x,
+            stochastic_gradient=sample,
+        )
 
     def tanh(x):
         return torch.tanh(x) if isinstance(x, torch.Tensor) else np.tanh(x)
@@ -285,13 +315,14 @@ def modified_gradient(loss: Callable, lr: float) -> Callable:
         x = check_tensor("x", x, ndim=2).detach().requires_grad_(True)
         with torch.enable_grad():
             grad = torch.autograd.grad(loss(x).sum(), x, create_graph=True)[0]
-            penalty = 0.25 * lr * (grad ** 2).sum()
+            penalty = 0.25 * lr * (grad**2).sum()
             return (grad + torch.autograd.grad(penalty, x)[0]).detach()
 
     return gradient
 
 
 # --------------------------------------------------------------------------- gradient covariance
+
 
 def per_sample_covariance(per_sample_gradients, batch_size: int = 1) -> torch.Tensor:
     r"""Exact :math:`\Sigma(\theta)` for minibatches of ``batch_size`` samples drawn with replacement.
@@ -306,19 +337,20 @@ def per_sample_covariance(per_sample_gradients, batch_size: int = 1) -> torch.Te
     return centred.T @ centred / (grads.shape[0] * batch_size)
 
 
-def minibatch_covariance(stochastic_gradient: Callable, theta, n_batches: int, *, seed: int = 0,
-                         device: str | torch.device | None = None) -> torch.Tensor:
+def minibatch_covariance(
+    stochastic_gradient: Callable, theta, n_batches: int, *, seed: int = 0, device: str | torch.device | None = None
+) -> torch.Tensor:
     r"""Estimate :math:`\Sigma(\theta)` from ``n_batches`` minibatch gradients drawn at the fixed point ``theta``.
 
     Returns the unbiased sample covariance, shape ``(d, d)``. Its entries carry a relative
     Monte Carlo error of order :math:`\sqrt{2/n_\text{batches}}`.
     """
     check_callable("stochastic_gradient", stochastic_gradient)
-    device = get_device(device)
     theta = check_tensor("theta", theta, ndim=1)
+    device = device_of(theta) if device is None else get_device(device)
     n_batches = check_int("n_batches", n_batches, minimum=2)
     thetas = theta.to(device).expand(n_batches, -1).clone()
-    grads = stochastic_gradient(thetas, _generator(seed, device))
+    grads = stochastic_gradient(thetas, generator(seed, device))
     if not isinstance(grads, torch.Tensor) or grads.shape != thetas.shape:
         raise ValueError(f"stochastic_gradient must return a tensor of shape {tuple(thetas.shape)}")
     centred = grads - grads.mean(dim=0)
@@ -327,6 +359,7 @@ def minibatch_covariance(stochastic_gradient: Callable, theta, n_batches: int, *
 
 # --------------------------------------------------------------------------- SDE integrators
 
+
 def _three_point(shape, generator, like, dt):
     """±sqrt(3 dt) with probability 1/6 each, 0 with probability 2/3: matches N(0, dt) up to the fifth moment."""
     u = torch.rand(shape, generator=generator, device=like.device, dtype=like.dtype)
@@ -334,9 +367,19 @@ def _three_point(shape, generator, like, dt):
     return torch.where(u < 1 / 6, -root, torch.where(u < 1 / 3, root, torch.zeros_like(u)))
 
 
-def sde_paths(drift: Callable, diffusion: Callable, x0, T: float, steps: int, *, n_paths: int | None = None,
-              scheme: str = "euler", record_every: int | None = None, seed: int = 0,
-              device: str | torch.device | None = None):
+def sde_paths(
+    drift: Callable,
+    diffusion: Callable,
+    x0,
+    T: float,
+    steps: int,
+    *,
+    n_paths: int | None = None,
+    scheme: str = "euler",
+    record_every: int | None = None,
+    seed: int = 0,
+    device: str | torch.device | None = None,
+):
     r"""Integrate :math:`dX = a(X)\,dt + b(X)\,dW` with diagonal noise for many paths at once.
 
     ``drift(x)`` and ``diffusion(x)`` map a tensor of shape ``(P, d)`` to the same shape
@@ -347,11 +390,12 @@ def sde_paths(drift: Callable, diffusion: Callable, x0, T: float, steps: int, *,
     with three-point increments; it has weak order 2 for scalar equations and for diagonal noise
     whose :math:`b_i` depends on :math:`x_i` only (all toy problems of this chapter).
 
-    Returns the final state ``(P, d)``, or ``(final, history)`` if ``record_every`` is set.
+    Returns the final state ``(P, d)``, or :class:`Paths` ``(final, history)`` if ``record_every`` is set.
+    The paths run on ``device``, by default the device of ``x0``.
     """
     check_callable("drift", drift)
     check_callable("diffusion", diffusion)
-    device = get_device(device)
+    device = device_of(x0) if device is None else get_device(device)
     x = _start(x0, n_paths, device, "x0")
     T = check_float("T", T, positive=True)
     steps = check_int("steps", steps, minimum=1)
@@ -359,33 +403,38 @@ def sde_paths(drift: Callable, diffusion: Callable, x0, T: float, steps: int, *,
     if record_every is not None:
         record_every = check_int("record_every", record_every, minimum=1)
     dt = T / steps
-    generator = _generator(seed, device)
+    gen = generator(seed, device)
     history = [x.clone()] if record_every else None
     noise, step = torch.empty_like(x), torch.empty_like(x)  # Euler–Maruyama works in place: no new tensors per step
     for k in range(steps):
         a, b = drift(x), diffusion(x)
         if k == 0 and (a.shape != x.shape or b.shape != x.shape):
-            raise ValueError(f"drift and diffusion must return shape {tuple(x.shape)}, "
-                             f"got {tuple(a.shape)} and {tuple(b.shape)}")
+            raise ValueError(
+                f"drift and diffusion must return shape {tuple(x.shape)}, got {tuple(a.shape)} and {tuple(b.shape)}"
+            )
         if scheme == "euler" and a.dtype == b.dtype == x.dtype and a.device == b.device == x.device:
             # x + a dt + b (sqrt(dt) ξ), the same operations in the same order as the line below
-            noise.normal_(generator=generator).mul_(np.sqrt(dt)).mul_(b)
+            noise.normal_(generator=gen).mul_(np.sqrt(dt)).mul_(b)
             x.add_(torch.mul(a, dt, out=step)).add_(noise)
         elif scheme == "euler":
-            dW = np.sqrt(dt) * torch.randn(x.shape, generator=generator, device=device, dtype=x.dtype)
+            dW = np.sqrt(dt) * torch.randn(x.shape, generator=gen, device=device, dtype=x.dtype)
             x = x + a * dt + b * dW
         else:
-            dW = _three_point(x.shape, generator, x, dt)
+            dW = _three_point(x.shape, gen, x, dt)
             support = x + a * dt + b * dW
             plus, minus = x + a * dt + b * np.sqrt(dt), x + a * dt - b * np.sqrt(dt)
             b_plus, b_minus = diffusion(plus), diffusion(minus)
-            x = (x + 0.5 * (drift(support) + a) * dt + 0.25 * (b_plus + b_minus + 2 * b) * dW
-                 + 0.25 * (b_plus - b_minus) * (dW ** 2 - dt) / np.sqrt(dt))
+            x = (
+                x
+                + 0.5 * (drift(support) + a) * dt
+                + 0.25 * (b_plus + b_minus + 2 * b) * dW
+                + 0.25 * (b_plus - b_minus) * (dW**2 - dt) / np.sqrt(dt)
+            )
         if k % 100 == 99 or k == steps - 1:
             raise_if_nonfinite(x, k, "SDE state", "the time step is too large for this drift")
         if record_every and ((k + 1) % record_every == 0 or k == steps - 1):
             history.append(x.clone())
-    return (x, torch.stack(history)) if record_every else x
+    return Paths(x, torch.stack(history)) if record_every else x
 
 
 def ou_moments(A, noise_cov, mean0, t: float, cov0=None, center=None):
@@ -436,8 +485,17 @@ def ou_stationary_covariance(A, noise_cov) -> np.ndarray:
     return 0.5 * (C + C.T)
 
 
-def sde_expectation_1d(drift: Callable, diffusion: Callable, phi: Callable, x0: float, T: float, *,
-                       domain=(-10.0, 10.0), n_grid: int = 2001, time_steps: int = 400) -> float:
+def sde_expectation_1d(
+    drift: Callable,
+    diffusion: Callable,
+    phi: Callable,
+    x0: float,
+    T: float,
+    *,
+    domain=(-10.0, 10.0),
+    n_grid: int = 2001,
+    time_steps: int = 400,
+) -> float:
     r""":math:`\mathbb E\,\varphi(X_T)` for the scalar SDE :math:`dX = a(X)dt + b(X)dW`, :math:`X_0 = x_0`, without sampling.
 
     Solves the backward Kolmogorov equation :math:`\partial_t u = a\,u_x + \tfrac12 b^2 u_{xx}`,
@@ -464,9 +522,9 @@ def sde_expectation_1d(drift: Callable, diffusion: Callable, phi: Callable, x0: 
     h, dt = x[1] - x[0], T / time_steps
     a = np.asarray(drift(x), dtype=float) * np.ones_like(x)
     half_b2 = 0.5 * np.asarray(diffusion(x), dtype=float) ** 2 * np.ones_like(x)
-    lower = -a[1:] / (2 * h) + half_b2[1:] / h**2     # coefficient of u_{j-1} in row j
+    lower = -a[1:] / (2 * h) + half_b2[1:] / h**2  # coefficient of u_{j-1} in row j
     main = -2 * half_b2 / h**2
-    upper = a[:-1] / (2 * h) + half_b2[:-1] / h**2    # coefficient of u_{j+1} in row j
+    upper = a[:-1] / (2 * h) + half_b2[:-1] / h**2  # coefficient of u_{j+1} in row j
     # the two ends: one-sided drift difference towards the interior, no diffusion
     main[0], upper[0] = -a[0] / h, a[0] / h
     main[-1], lower[-1] = a[-1] / h, -a[-1] / h
@@ -482,6 +540,7 @@ def sde_expectation_1d(drift: Callable, diffusion: Callable, phi: Callable, x0: 
 
 # --------------------------------------------------------------------------- exact test cases
 
+
 def multiplicative_noise_moments(lr: float, T: float, x0_norm_sq: float = 1.0) -> dict:
     r""":math:`\mathbb E J` at time :math:`T` for the multiplicative-noise quadratic (``toy_problem("multiplicative")``).
 
@@ -493,8 +552,12 @@ def multiplicative_noise_moments(lr: float, T: float, x0_norm_sq: float = 1.0) -
     x0_norm_sq = check_float("x0_norm_sq", x0_norm_sq, nonnegative=True)
     k = T / lr
     half = 0.5 * x0_norm_sq
-    return {"sgd": half * ((1 - lr) ** 2 + lr**2) ** k, "sme1": half * np.exp((-2 + lr) * T),
-            "sme2": half * np.exp(-2 * T), "gradient_flow": half * np.exp(-2 * T)}
+    return {
+        "sgd": half * ((1 - lr) ** 2 + lr**2) ** k,
+        "sme1": half * np.exp((-2 + lr) * T),
+        "sme2": half * np.exp(-2 * T),
+        "gradient_flow": half * np.exp(-2 * T),
+    }
 
 
 def additive_noise_moments(lr: float, T: float, x0: float = 3.0) -> dict:
@@ -513,8 +576,12 @@ def additive_noise_moments(lr: float, T: float, x0: float = 3.0) -> dict:
     def ou(c):
         return np.exp(-2 * c * T) * x0**2 + lr * (1 - np.exp(-2 * c * T)) / (2 * c)
 
-    return {"sgd": decay * x0**2 + lr * (1 - decay) / (2 - lr), "sme1": ou(1.0), "sme2": ou(1.0 + lr / 2),
-            "gradient_flow": np.exp(-2 * T) * x0**2}
+    return {
+        "sgd": decay * x0**2 + lr * (1 - decay) / (2 - lr),
+        "sme1": ou(1.0),
+        "sme2": ou(1.0 + lr / 2),
+        "gradient_flow": np.exp(-2 * T) * x0**2,
+    }
 
 
 def monte_carlo_mean(values) -> tuple[float, float]:
@@ -531,6 +598,7 @@ def weak_error_slope(lrs, errors) -> float:
 
 
 # --------------------------------------------------------------------------- cSGD
+
 
 def oracle_control(a, m, sigma, lr: float):
     r"""Optimal learning-rate factor for the SME of a quadratic: :math:`u^* = \min(1, a m / (\eta\Sigma))`.
@@ -610,8 +678,17 @@ class CSGDController:
     def __call__(self, k: int, theta: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
         if self._state is None:
             zeros = torch.zeros_like(theta)
-            self._state = {"n": 0, "x": zeros.clone(), "g": zeros.clone(), "vx": zeros.clone(), "vg": zeros.clone(),
-                           "cxg": zeros.clone(), "m": None, "u": torch.ones_like(theta), "b": zeros.clone()}
+            self._state = {
+                "n": 0,
+                "x": zeros.clone(),
+                "g": zeros.clone(),
+                "vx": zeros.clone(),
+                "vg": zeros.clone(),
+                "cxg": zeros.clone(),
+                "m": None,
+                "u": torch.ones_like(theta),
+                "b": zeros.clone(),
+            }
         s = self._state
         # the factor for this step, from the estimates of earlier steps and the current iterate
         if s["n"] >= self.warmup:

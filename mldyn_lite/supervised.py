@@ -38,7 +38,24 @@ import torch
 
 from ._checks import check_array, check_callable, check_choice, check_float, check_int
 from .datasets import default_target, regression_1d
+from .numerics import generator
 from .training import fit
+
+__all__ = [
+    "HYPOTHESIS_SPACES",
+    "GapResult",
+    "ShallowNet",
+    "ShallowNets",
+    "excess_risk",
+    "fit_polynomial",
+    "fit_shallow_net",
+    "fit_shallow_nets",
+    "generalisation_gap",
+    "legendre_features",
+    "polynomial_prm",
+    "shallow_net",
+    "square_risk",
+]
 
 HYPOTHESIS_SPACES = ("polynomial", "shallow_net")
 
@@ -52,6 +69,7 @@ def square_risk(predict, x, y) -> float:
 
 
 # --- linear in features: Legendre polynomials ---------------------------------------------------
+
 
 def legendre_features(x, degree: int) -> np.ndarray:
     r"""Feature (design) matrix :math:`\Psi_{ij} = P_j(x^i)`, :math:`j = 0, \dots, \text{degree}`.
@@ -119,6 +137,7 @@ def excess_risk(predict, target=default_target, quadrature_points: int = 200) ->
 
 # --- shallow networks ---------------------------------------------------------------------------
 
+
 def shallow_net(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     r"""Evaluate :math:`F_r(x) = \sum_j a_{rj}\tanh(w_{rj} x + b_{rj})` for a batch of networks.
 
@@ -129,7 +148,49 @@ def shallow_net(x: torch.Tensor, a: torch.Tensor, w: torch.Tensor, b: torch.Tens
     return (hidden * a[:, None, :]).sum(dim=-1)
 
 
-def fit_shallow_nets(x, y, width: int = 32, steps: int = 1500, lr: float = 1e-2, seed: int = 0) -> list:
+@dataclass
+class ShallowNet:
+    r"""One trained network :math:`F(x) = \sum_j a_j\tanh(w_j x + b_j)`, callable as ``predict(x)`` (numpy in and out).
+
+    ``a, w, b`` have shape ``(width,)``; ``history`` is the training loss per step (for a network trained
+    with others by :func:`fit_shallow_nets`, the loss summed over the networks).
+    """
+
+    a: torch.Tensor
+    w: torch.Tensor
+    b: torch.Tensor
+    history: list
+
+    def __call__(self, z) -> np.ndarray:
+        z = torch.as_tensor(np.asarray(z, dtype=float))
+        return shallow_net(z[None, :], self.a[None], self.w[None], self.b[None])[0].numpy()
+
+
+@dataclass
+class ShallowNets:
+    r"""What :func:`fit_shallow_nets` returns: ``runs`` trained networks and the history of their summed risk.
+
+    ``a, w, b`` have shape ``(runs, width)``. It behaves as the list of the networks: ``nets[r]`` is
+    network ``r`` as a :class:`ShallowNet` (a ``predict(x)`` function), ``len(nets)`` is ``runs``.
+    """
+
+    a: torch.Tensor
+    w: torch.Tensor
+    b: torch.Tensor
+    history: list
+
+    def __len__(self) -> int:
+        return self.a.shape[0]
+
+    def __getitem__(self, r: int) -> ShallowNet:
+        r = check_int("r", r, minimum=-len(self), maximum=len(self) - 1)
+        return ShallowNet(self.a[r], self.w[r], self.b[r], self.history)
+
+    def __iter__(self):
+        return (self[r] for r in range(len(self)))
+
+
+def fit_shallow_nets(x, y, width: int = 32, steps: int = 1500, lr: float = 1e-2, seed: int = 0) -> ShallowNets:
     r"""ERM for ``runs`` independent shallow networks at once; ``x`` and ``y`` have shape ``(runs, N)``.
 
     Network ``r`` is trained on row ``r`` by full-batch Adam on the square
@@ -137,9 +198,10 @@ def fit_shallow_nets(x, y, width: int = 32, steps: int = 1500, lr: float = 1e-2,
     empirical risks: each network's gradient is the gradient of its own risk,
     and Adam acts coordinate-wise, so every network follows the trajectory it
     would follow alone — this only saves time. Initialisation:
-    :math:`w \sim N(0, 4)`, :math:`b \sim U[-2, 2]`, :math:`a \sim N(0, 1/m)`.
+    :math:`w \sim N(0, 4)`, :math:`b \sim U[-2, 2]`, :math:`a \sim N(0, 1/m)`, drawn from ``seed``.
 
-    Returns a list of ``runs`` functions ``predict(x)`` (numpy in, numpy out).
+    Returns :class:`ShallowNets`, which behaves as a list of ``runs`` functions ``predict(x)``
+    (numpy in, numpy out).
     """
     x = check_array("x", x, ndim=2)
     y = check_array("y", y, ndim=2)
@@ -148,7 +210,7 @@ def fit_shallow_nets(x, y, width: int = 32, steps: int = 1500, lr: float = 1e-2,
     width = check_int("width", width, minimum=1)
     steps = check_int("steps", steps, minimum=1)
     runs = x.shape[0]
-    gen = torch.Generator().manual_seed(check_int("seed", seed, minimum=0))
+    gen = generator(check_int("seed", seed, minimum=0))
     w = (2.0 * torch.randn(runs, width, generator=gen, dtype=torch.float64)).requires_grad_()
     b = (4.0 * torch.rand(runs, width, generator=gen, dtype=torch.float64) - 2.0).requires_grad_()
     a = (torch.randn(runs, width, generator=gen, dtype=torch.float64) / width**0.5).requires_grad_()
@@ -157,27 +219,20 @@ def fit_shallow_nets(x, y, width: int = 32, steps: int = 1500, lr: float = 1e-2,
     def summed_empirical_risks():
         return torch.mean((shallow_net(X, a, w, b) - Y) ** 2, dim=1).sum()
 
-    fit([a, w, b], summed_empirical_risks, steps=steps, lr=lr)
-    a, w, b = a.detach(), w.detach(), b.detach()
-
-    def predictor(r):
-        def predict(z):
-            z = torch.as_tensor(np.asarray(z, dtype=float))
-            return shallow_net(z[None, :], a[r : r + 1], w[r : r + 1], b[r : r + 1])[0].numpy()
-
-        return predict
-
-    return [predictor(r) for r in range(runs)]
+    history = fit([a, w, b], summed_empirical_risks, steps=steps, lr=lr)
+    return ShallowNets(a.detach(), w.detach(), b.detach(), history)
 
 
-def fit_shallow_net(x, y, width: int = 32, steps: int = 1500, lr: float = 1e-2, seed: int = 0):
-    r"""ERM over :math:`\{\sum_j a_j \tanh(w_j x + b_j)\}` with full-batch Adam; returns ``predict(x)``."""
+def fit_shallow_net(x, y, width: int = 32, steps: int = 1500, lr: float = 1e-2, seed: int = 0) -> ShallowNet:
+    r"""ERM over :math:`\{\sum_j a_j \tanh(w_j x + b_j)\}` with full-batch Adam; returns a :class:`ShallowNet`
+    (call it as ``predict(x)``; its ``history`` is the training loss)."""
     x = check_array("x", x, ndim=1)
     y = check_array("y", y, ndim=1)
     return fit_shallow_nets(x[None, :], y[None, :], width=width, steps=steps, lr=lr, seed=seed)[0]
 
 
 # --- the experiment: generalisation gap against N -----------------------------------------------
+
 
 @dataclass
 class GapResult:
@@ -240,8 +295,10 @@ class GapResult:
             return self.empirical.mean(axis=1), self.population.mean(axis=1)
         self._require_pairs()
         variance = self.noise**2
-        return (variance + (self.empirical - self.empirical_target).mean(axis=1),
-                variance + (self.population - self.population_target).mean(axis=1))
+        return (
+            variance + (self.empirical - self.empirical_target).mean(axis=1),
+            variance + (self.population - self.population_target).mean(axis=1),
+        )
 
 
 def _check_sizes(sizes) -> np.ndarray:
@@ -258,9 +315,18 @@ def _check_sizes(sizes) -> np.ndarray:
     return np.asarray(checked)
 
 
-def generalisation_gap(hypothesis: str, sizes, repeats: int = 5, noise: float = 0.3, n_population: int = 100_000,
-                       degree: int = 10, width: int = 32, steps: int = 1500, lr: float = 1e-2,
-                       seed: int = 0) -> GapResult:
+def generalisation_gap(
+    hypothesis: str,
+    sizes,
+    repeats: int = 5,
+    noise: float = 0.3,
+    n_population: int = 100_000,
+    degree: int = 10,
+    width: int = 32,
+    steps: int = 1500,
+    lr: float = 1e-2,
+    seed: int = 0,
+) -> GapResult:
     """Train by ERM on ``N`` samples for each ``N`` in ``sizes``, ``repeats`` times, and measure both risks.
 
     Each repeat uses a new training set from :func:`~mldyn_lite.datasets.regression_1d`
@@ -304,5 +370,11 @@ def generalisation_gap(hypothesis: str, sizes, repeats: int = 5, noise: float = 
             population[i, r] = square_risk(predict, x_fresh, y_fresh)
             empirical_target[i, r] = square_risk(default_target, x[r], y[r])
             population_target[i, r] = square_risk(default_target, x_fresh, y_fresh)
-    return GapResult(sizes=sizes, empirical=empirical, population=population,
-                     empirical_target=empirical_target, population_target=population_target, noise=noise)
+    return GapResult(
+        sizes=sizes,
+        empirical=empirical,
+        population=population,
+        empirical_target=empirical_target,
+        population_target=population_target,
+        noise=noise,
+    )

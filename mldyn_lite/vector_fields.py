@@ -16,6 +16,8 @@ import numpy as np
 
 from ._checks import check_array, check_int
 
+__all__ = ["central_differences", "evaluate_polynomial_vector_field", "fit_polynomial_vector_field", "monomial_library"]
+
 
 def monomial_library(x, degree: int):
     """All monomials of the columns of ``x`` up to ``degree``; returns ``(features, names)``."""

@@ -60,8 +60,14 @@ def sync(path: Path, write: bool) -> bool:
     else:
         if not write:
             return False
-        new = {"cell_type": "code", "execution_count": None, "id": "colab-install",
-               "metadata": {"tags": [TAG, "remove-cell"]}, "outputs": [], "source": wanted.splitlines(keepends=True)}
+        new = {
+            "cell_type": "code",
+            "execution_count": None,
+            "id": "colab-install",
+            "metadata": {"tags": [TAG, "remove-cell"]},
+            "outputs": [],
+            "source": wanted.splitlines(keepends=True),
+        }
         index = next((i for i, c in enumerate(nb["cells"]) if c["cell_type"] == "code"), len(nb["cells"]))
         nb["cells"].insert(index, new)
     path.write_text(json.dumps(nb, indent=1, ensure_ascii=False) + "\n")

@@ -43,8 +43,22 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 __all__ = [
-    "ADMONITION_TITLE", "FIELDS", "MIN_CLAIMS", "PAGE_FILE", "Book", "Claim", "ClaimError", "Page", "admonition_problems",
-    "check", "claim_problems", "collect", "collect_source", "duplicate_problems", "render_page", "write_page",
+    "ADMONITION_TITLE",
+    "FIELDS",
+    "MIN_CLAIMS",
+    "PAGE_FILE",
+    "Book",
+    "Claim",
+    "ClaimError",
+    "Page",
+    "admonition_problems",
+    "check",
+    "claim_problems",
+    "collect",
+    "collect_source",
+    "duplicate_problems",
+    "render_page",
+    "write_page",
 ]
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -84,13 +98,18 @@ class Claim:
 
 # --- collecting the markers ----------------------------------------------------------------------------------
 
+
 def _is_claim_marker(node: ast.expr) -> bool:
     """``pytest.mark.claim(...)`` (or ``mark.claim(...)`` after ``from pytest import mark``)."""
     if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute) or node.func.attr != "claim":
         return False
     mark = node.func.value
-    return (isinstance(mark, ast.Attribute) and mark.attr == "mark" and isinstance(mark.value, ast.Name)
-            and mark.value.id == "pytest") or (isinstance(mark, ast.Name) and mark.id == "mark")
+    return (
+        isinstance(mark, ast.Attribute)
+        and mark.attr == "mark"
+        and isinstance(mark.value, ast.Name)
+        and mark.value.id == "pytest"
+    ) or (isinstance(mark, ast.Name) and mark.id == "mark")
 
 
 def _string(value: ast.expr, name: str, where: str) -> str:
@@ -122,8 +141,9 @@ def _fields(call: ast.Call, where: str) -> dict[str, str]:
     if not ID_PATTERN.match(values["id"]):
         raise ClaimError(f"{where}: the id must look like ch<N>-<short-name> (lower case, digits, '-')")
     if values["page"].endswith((".ipynb", ".md")) or values["page"].startswith("/"):
-        raise ClaimError(f"{where}: page {values['page']!r} must be the path from the repository "
-                         "root without extension, as in _toc.yml")
+        raise ClaimError(
+            f"{where}: page {values['page']!r} must be the path from the repository root without extension, as in _toc.yml"
+        )
     for name in ("number", "tolerance"):
         if "`" in values[name] or "\n" in values[name]:
             raise ClaimError(f"{where}: {name} {values[name]!r} may not contain backticks or newlines")
@@ -148,10 +168,13 @@ def collect_source(source: str, file: str) -> list[Claim]:
                 where = f"{file}:{decorator.lineno}"
                 collected = node.name.startswith("test") and (prefix == file or in_test_class)
                 if not collected:
-                    raise ClaimError(f"{where}: the claim marker is on {node.name!r}, which pytest does not collect "
-                                     "(put it on a test_* function of a test file)")
-                claims.append(Claim(**_fields(decorator, where), file=file, test=f"{prefix}::{node.name}",
-                                    line=decorator.lineno))
+                    raise ClaimError(
+                        f"{where}: the claim marker is on {node.name!r}, which pytest does not collect "
+                        "(put it on a test_* function of a test file)"
+                    )
+                claims.append(
+                    Claim(**_fields(decorator, where), file=file, test=f"{prefix}::{node.name}", line=decorator.lineno)
+                )
 
     visit(tree.body, file, False)
     return claims
@@ -169,6 +192,7 @@ def collect(root: Path | str = ROOT) -> list[Claim]:
 
 
 # --- the pages -----------------------------------------------------------------------------------------------
+
 
 @dataclass
 class Page:
@@ -213,7 +237,7 @@ class Page:
                 if match:
                     return f"{match.group(1).capitalize()}: {match.group(2)}".rstrip(": ")
             return None
-        for line in lines[start + 1:]:
+        for line in lines[start + 1 :]:
             if not line.strip() or LABEL_LINE.match(line):
                 continue
             match = HEADING_LINE.match(line)
@@ -242,7 +266,7 @@ class Page:
                     continue
                 fence = match.group(1)
                 body = []
-                for inner in lines[start + 1:]:
+                for inner in lines[start + 1 :]:
                     if re.fullmatch(re.escape(fence[0]) + f"{{{len(fence)},}}", inner.strip()):
                         break
                     if not inner.lstrip().startswith(":"):
@@ -325,6 +349,7 @@ class Book:
 
 # --- the checks ----------------------------------------------------------------------------------------------
 
+
 def duplicate_problems(claims: list[Claim]) -> list[str]:
     """One message per claim id that is registered more than once."""
     problems = []
@@ -349,18 +374,23 @@ def claim_problems(claims: list[Claim], book: Book) -> list[str]:
             continue
         page = book.pages.get(claim.page)
         if page is None:
-            problems.append(f"{where}: page {claim.page!r} is in _toc.yml but neither {claim.page}.ipynb nor "
-                            f"{claim.page}.md exists")
+            problems.append(
+                f"{where}: page {claim.page!r} is in _toc.yml but neither {claim.page}.ipynb nor {claim.page}.md exists"
+            )
             continue
         if claim.anchor not in page.labels():
-            problems.append(f"{where}: anchor '({claim.anchor})=' is not a label in the markdown of {claim.page} "
-                            "(neither a '(label)=' line nor a directive's ':label:')")
+            problems.append(
+                f"{where}: anchor '({claim.anchor})=' is not a label in the markdown of {claim.page} "
+                "(neither a '(label)=' line nor a directive's ':label:')"
+            )
         elif len(label_pages[claim.anchor]) > 1:
-            problems.append(f"{where}: anchor {claim.anchor!r} is defined on several pages: "
-                            f"{', '.join(label_pages[claim.anchor])}")
+            problems.append(
+                f"{where}: anchor {claim.anchor!r} is defined on several pages: {', '.join(label_pages[claim.anchor])}"
+            )
         if not page.shows(claim.number):
-            problems.append(f"{where}: number {claim.number!r} does not appear in the stored outputs or the text "
-                            f"of {claim.page}")
+            problems.append(
+                f"{where}: number {claim.number!r} does not appear in the stored outputs or the text of {claim.page}"
+            )
     return problems
 
 
@@ -374,18 +404,23 @@ def admonition_problems(claims: list[Claim], book: Book) -> list[str]:
             listed_anywhere = {ident for listed in admonitions for ident in listed}
             omitted = [claim.id for claim in claims if claim.page == page.name and claim.id not in listed_anywhere]
             if omitted:
-                problems.append(f"{page.name}: its '{ADMONITION_TITLE}' admonition omits the claim(s) "
-                                f"{', '.join(repr(ident) for ident in omitted)} registered on this page")
+                problems.append(
+                    f"{page.name}: its '{ADMONITION_TITLE}' admonition omits the claim(s) "
+                    f"{', '.join(repr(ident) for ident in omitted)} registered on this page"
+                )
         for listed in admonitions:
             if not listed:
                 problems.append(f"{page.name}: its '{ADMONITION_TITLE}' admonition lists no claim id in backticks")
             for ident in listed:
                 if ident not in registered:
-                    problems.append(f"{page.name}: its '{ADMONITION_TITLE}' admonition lists claim {ident!r}, "
-                                    "which no test registers")
+                    problems.append(
+                        f"{page.name}: its '{ADMONITION_TITLE}' admonition lists claim {ident!r}, which no test registers"
+                    )
                 elif registered[ident].page != page.name:
-                    problems.append(f"{page.name}: its '{ADMONITION_TITLE}' admonition lists claim {ident!r}, "
-                                    f"which is registered on {registered[ident].page}")
+                    problems.append(
+                        f"{page.name}: its '{ADMONITION_TITLE}' admonition lists claim {ident!r}, "
+                        f"which is registered on {registered[ident].page}"
+                    )
     return problems
 
 
@@ -402,8 +437,9 @@ def check(root: Path | str = ROOT, minimum: int = MIN_CLAIMS) -> list[str]:
         problems.append(f"only {len(claims)} claims are registered; the book promises at least {minimum}")
     page = root / PAGE_FILE
     if not page.is_file() or page.read_text(encoding="utf-8") != render_page(claims, book):
-        problems.append(f"{PAGE_FILE} is stale: regenerate it with `python tests/claims.py --write` "
-                        "(the book build does it too)")
+        problems.append(
+            f"{PAGE_FILE} is stale: regenerate it with `python tests/claims.py --write` (the book build does it too)"
+        )
     return problems
 
 
@@ -460,18 +496,22 @@ def render_page(claims: list[Claim], book: Book) -> str:
         page = book.pages.get(claim.page)
         groups.setdefault(page.caption if page and page.caption else "Other pages", []).append(claim)
     for caption, members in groups.items():
-        text.append(f"\n## {caption}\n\n```{{list-table}}\n:header-rows: 1\n:widths: 18 37 20 25\n\n"
-                    "* - Claim\n  - Statement\n  - Shown (number)\n  - Asserted by (tolerance)\n")
+        text.append(
+            f"\n## {caption}\n\n```{{list-table}}\n:header-rows: 1\n:widths: 18 37 20 25\n\n"
+            "* - Claim\n  - Statement\n  - Shown (number)\n  - Asserted by (tolerance)\n"
+        )
         for claim in members:
             page = book.pages.get(claim.page)
             if page is not None and claim.anchor in page.labels():
                 shown = f"{{ref}}`{_link_title(claim, page)} <{claim.anchor}>`"
             else:  # a broken claim: named without a link, so the page still builds (tests/test_claims.py fails)
                 shown = f"`{claim.page}` (anchor `{claim.anchor}` missing)"
-            text.append(f"* - `{claim.id}`\n"
-                        f"  - {_cell(claim.statement)}\n"
-                        f"  - {shown}: `{claim.number}`\n"
-                        f"  - `{claim.test}`: `{claim.tolerance}`\n")
+            text.append(
+                f"* - `{claim.id}`\n"
+                f"  - {_cell(claim.statement)}\n"
+                f"  - {shown}: `{claim.number}`\n"
+                f"  - `{claim.test}`: `{claim.tolerance}`\n"
+            )
         text.append("```\n")
     return "".join(text)
 

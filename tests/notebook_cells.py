@@ -14,8 +14,11 @@ NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
 
 def _cells(notebook: str | Path, tag: str) -> list[str]:
     cells = json.loads((NOTEBOOKS / notebook).read_text(encoding="utf-8"))["cells"]
-    return ["".join(cell["source"]) for cell in cells
-            if cell["cell_type"] == "code" and tag in cell.get("metadata", {}).get("tags", [])]
+    return [
+        "".join(cell["source"])
+        for cell in cells
+        if cell["cell_type"] == "code" and tag in cell.get("metadata", {}).get("tags", [])
+    ]
 
 
 def solution_function(notebook: str | Path, name: str, **names):
@@ -27,8 +30,12 @@ def solution_function(notebook: str | Path, name: str, **names):
     for source in _cells(notebook, "solution"):
         tree = ast.parse(source)
         if any(isinstance(node, ast.FunctionDef) and node.name == name for node in tree.body):
-            kept = [node for node in tree.body if isinstance(node, (ast.Import, ast.ImportFrom))
-                    or (isinstance(node, ast.FunctionDef) and node.name == name)]
+            kept = [
+                node
+                for node in tree.body
+                if isinstance(node, (ast.Import, ast.ImportFrom))
+                or (isinstance(node, ast.FunctionDef) and node.name == name)
+            ]
             namespace = {"np": np, "torch": torch, **names}
             exec(compile(ast.Module(body=kept, type_ignores=[]), str(notebook), "exec"), namespace)
             return namespace[name]

@@ -100,14 +100,18 @@ def test_results_file_was_written_by_the_current_run_py():
     assert "Quick sizes" not in text and "Stale:" not in text
     found = bench_run.sections(text)
     assert set(found) == set(bench_run.ROWS), f"sections {sorted(found)}, expected {sorted(bench_run.ROWS)}"
-    stale = [name for name, section in found.items()
-             if section["schema"] != bench_run.SCHEMA or section["code"] != bench_run.code_digest(name)]
+    stale = [
+        name
+        for name, section in found.items()
+        if section["schema"] != bench_run.SCHEMA or section["code"] != bench_run.code_digest(name)
+    ]
     assert not stale, f"rerun: python3 benchmarks/run.py --rows {' '.join(stale)}  (their code changed since)"
     for name, section in found.items():  # every time has a median [min–max] of >= 3 runs, or is marked one run
         for cells in re.findall(r"^\| (.+) \|$", section["text"], flags=re.M)[2:]:
             for cell in (cells.split(" | ")[2], cells.split(" | ")[4]):
-                assert cell == "—" or re.fullmatch(r"[-0-9.e+]+ (\[[-0-9.e+]+–[-0-9.e+]+\]|\(one run\))", cell), \
+                assert cell == "—" or re.fullmatch(r"[-0-9.e+]+ (\[[-0-9.e+]+–[-0-9.e+]+\]|\(one run\))", cell), (
                     f"{name}: time cell {cell!r}"
+                )
 
 
 @pytest.mark.parametrize("name", sorted(bench_run.ROWS))
@@ -118,8 +122,9 @@ def test_every_row_runs_at_quick_size(name):
         assert set(r) == KEYS
         assert isinstance(r["verdict"], str) and r["verdict"]
         for key in ("mldyn_lite", "reference"):
-            assert r[key] is None or (isinstance(r[key], bench_run.Timing) and math.isfinite(r[key].median)
-                                      and r[key].median > 0)
+            assert r[key] is None or (
+                isinstance(r[key], bench_run.Timing) and math.isfinite(r[key].median) and r[key].median > 0
+            )
 
 
 def test_main_quick_writes_only_to_the_given_file(tmp_path):
@@ -159,9 +164,26 @@ def test_each_gpu_workload_builds_and_steps_on_cpu(name):
 def test_gpu_dry_run_writes_the_section(tmp_path):
     results, section = tmp_path / "RESULTS.md", tmp_path / "GPU_RESULTS.md"
     threads = torch.get_num_threads()
-    code = bench_gpu.main(["--dry-run", "--device", "cpu", "--only", "sme_weak2", "plateau_sweep",
-                           "--cpu-threads", "1", "--cpu-seconds", "0.02", "--gpu-seconds", "0.02",
-                           "--results", str(results), "--section", str(section)])
+    code = bench_gpu.main(
+        [
+            "--dry-run",
+            "--device",
+            "cpu",
+            "--only",
+            "sme_weak2",
+            "plateau_sweep",
+            "--cpu-threads",
+            "1",
+            "--cpu-seconds",
+            "0.02",
+            "--gpu-seconds",
+            "0.02",
+            "--results",
+            str(results),
+            "--section",
+            str(section),
+        ]
+    )
     assert code == 0 and torch.get_num_threads() == threads  # the check leaves the thread setting as it was
     text = section.read_text()
     assert "## GPU: none (CPU check)" in text and "dry run" in text and "sde_paths" in text and "plateau sweep" in text

@@ -35,6 +35,7 @@ def report(problems):
 
 # --- the book's registry ----------------------------------------------------------------------------------------
 
+
 def test_claim_ids_are_unique(claims):
     problems = registry.duplicate_problems(claims)
     assert not problems, report(problems)
@@ -54,7 +55,8 @@ def test_the_ledger_page_is_current(claims, book):
     page = ROOT / registry.PAGE_FILE
     assert page.is_file(), f"{registry.PAGE_FILE} is missing: python tests/claims.py --write"
     assert page.read_text(encoding="utf-8") == registry.render_page(claims, book), (
-        f"{registry.PAGE_FILE} is stale: regenerate it with `python tests/claims.py --write` (the book build does it too)")
+        f"{registry.PAGE_FILE} is stale: regenerate it with `python tests/claims.py --write` (the book build does it too)"
+    )
 
 
 def test_the_book_registers_at_least_40_claims(claims):
@@ -72,7 +74,7 @@ def test_the_claim_marker_is_registered_with_pytest():
 
 # --- the checks reject what they should: a synthetic book ---------------------------------------------------------
 
-GOOD_TEST = '''
+GOOD_TEST = """
 import pytest
 
 
@@ -93,16 +95,22 @@ class TestRisks:
                        number="0.093", tolerance="within 1%")
     def test_floor(self):
         pass
-'''
+"""
 
 
-def write_book(root: Path, test_source: str = GOOD_TEST, markdown: str | None = None, output: str | None = None,
-               intro: str | None = None) -> Path:
+def write_book(
+    root: Path,
+    test_source: str = GOOD_TEST,
+    markdown: str | None = None,
+    output: str | None = None,
+    intro: str | None = None,
+) -> Path:
     """A two-page book (one notebook, one .md page) with a test file, and its ledger page, under ``root``."""
     (root / "tests").mkdir(parents=True, exist_ok=True)
     (root / "notebooks" / "ch1").mkdir(parents=True, exist_ok=True)
     (root / "book").mkdir(exist_ok=True)
-    (root / "_toc.yml").write_text(textwrap.dedent("""\
+    (root / "_toc.yml").write_text(
+        textwrap.dedent("""\
         format: jb-book
         root: book/index
         parts:
@@ -114,16 +122,23 @@ def write_book(root: Path, test_source: str = GOOD_TEST, markdown: str | None = 
           - caption: "Back matter"
             chapters:
               - file: book/claims
-        """))
+        """)
+    )
     (root / "book" / "index.md").write_text("# Index\n")
-    (root / "book" / "intro.md").write_text(intro if intro is not None else
-                                            "# Intro\n\n(intro-floor)=\n## The floor\n\nIt is 0.093.\n")
+    (root / "book" / "intro.md").write_text(
+        intro if intro is not None else "# Intro\n\n(intro-floor)=\n## The floor\n\nIt is 0.093.\n"
+    )
     notebook = nbformat.v4.new_notebook()
     notebook.cells = [
-        nbformat.v4.new_markdown_cell(markdown if markdown is not None else
-                                      "# 1.1 A page\n\n(ch1-gap)=\n## The gap\n\nText."),
-        nbformat.v4.new_code_cell("print(slope)", outputs=[
-            nbformat.v4.new_output("stream", name="stdout", text=output if output is not None else "slope -0.997\n")]),
+        nbformat.v4.new_markdown_cell(
+            markdown if markdown is not None else "# 1.1 A page\n\n(ch1-gap)=\n## The gap\n\nText."
+        ),
+        nbformat.v4.new_code_cell(
+            "print(slope)",
+            outputs=[
+                nbformat.v4.new_output("stream", name="stdout", text=output if output is not None else "slope -0.997\n")
+            ],
+        ),
     ]
     nbformat.write(notebook, root / "notebooks" / "ch1" / "01_page.ipynb")
     (root / "tests" / "test_example.py").write_text(test_source)
@@ -157,8 +172,9 @@ def test_a_duplicate_id_is_rejected(tmp_path):
 
 
 def test_a_page_outside_the_toc_is_rejected(tmp_path):
-    problems = problems_of(write_book(tmp_path, GOOD_TEST.replace('page="notebooks/ch1/01_page"',
-                                                                   'page="notebooks/ch1/02_page"')))
+    problems = problems_of(
+        write_book(tmp_path, GOOD_TEST.replace('page="notebooks/ch1/01_page"', 'page="notebooks/ch1/02_page"'))
+    )
     assert any("'ch1-gap-rate'" in p and "not in _toc.yml" in p for p in problems), problems
 
 
@@ -203,17 +219,21 @@ def test_a_number_the_page_does_not_show_is_rejected(tmp_path):
 
 
 def test_the_number_may_be_in_the_text_of_the_page(tmp_path):
-    root = write_book(tmp_path, markdown="# 1.1 A page\n\n(ch1-gap)=\n## The gap\n\nThe slope is -0.997.",
-                      output="nothing\n")
+    root = write_book(
+        tmp_path, markdown="# 1.1 A page\n\n(ch1-gap)=\n## The gap\n\nThe slope is -0.997.", output="nothing\n"
+    )
     assert problems_of(root) == []
 
 
-@pytest.mark.parametrize("broken, message", [
-    ('page="notebooks/ch1/01_page",', "lacks the field(s) page"),
-    ('number="-0.997",', "lacks the field(s) number"),
-    ('number="-0.997",\n    number="-0.997",', "given twice"),
-    ('tolerance="|slope + 1| <= 0.1",', "lacks the field(s) tolerance"),
-])
+@pytest.mark.parametrize(
+    "broken, message",
+    [
+        ('page="notebooks/ch1/01_page",', "lacks the field(s) page"),
+        ('number="-0.997",', "lacks the field(s) number"),
+        ('number="-0.997",\n    number="-0.997",', "given twice"),
+        ('tolerance="|slope + 1| <= 0.1",', "lacks the field(s) tolerance"),
+    ],
+)
 def test_a_claim_with_a_missing_field_is_rejected(tmp_path, broken, message):
     source = GOOD_TEST.replace(broken, broken if "twice" in message else "", 1)
     if "twice" in message:
@@ -224,16 +244,19 @@ def test_a_claim_with_a_missing_field_is_rejected(tmp_path, broken, message):
     assert len(problems) == 1 and "'ch1-gap-rate'" in problems[0] and message in problems[0], problems
 
 
-@pytest.mark.parametrize("old, new, message", [
-    ('number="-0.997"', "number=-0.997", "must be a string literal"),
-    ('number="-0.997"', 'number=f"{-0.997}"', "must be a string literal"),
-    ('statement="the gap falls like 1/N"', 'statement=" "', "is empty"),
-    ('"ch1-gap-rate",', '"Gap rate",', "must look like ch<N>-<short-name>"),
-    ('page="notebooks/ch1/01_page"', 'page="notebooks/ch1/01_page.ipynb"', "without extension"),
-    ('number="-0.997"', 'number="`-0.997`"', "may not contain backticks"),
-    ('tolerance="|slope + 1| <= 0.1"', 'tolerance="|slope + 1| <= 0.1", colour="red"', "unknown field"),
-    ("def test_gap():", "def helper():", "which pytest does not collect"),
-])
+@pytest.mark.parametrize(
+    "old, new, message",
+    [
+        ('number="-0.997"', "number=-0.997", "must be a string literal"),
+        ('number="-0.997"', 'number=f"{-0.997}"', "must be a string literal"),
+        ('statement="the gap falls like 1/N"', 'statement=" "', "is empty"),
+        ('"ch1-gap-rate",', '"Gap rate",', "must look like ch<N>-<short-name>"),
+        ('page="notebooks/ch1/01_page"', 'page="notebooks/ch1/01_page.ipynb"', "without extension"),
+        ('number="-0.997"', 'number="`-0.997`"', "may not contain backticks"),
+        ('tolerance="|slope + 1| <= 0.1"', 'tolerance="|slope + 1| <= 0.1", colour="red"', "unknown field"),
+        ("def test_gap():", "def helper():", "which pytest does not collect"),
+    ],
+)
 def test_a_malformed_claim_is_rejected(old, new, message):
     assert old in GOOD_TEST
     with pytest.raises(registry.ClaimError, match=re.escape(message)):
@@ -271,8 +294,13 @@ def test_claims_admonitions_are_read_and_checked(tmp_path):
     problems = problems_of(write_book(tmp_path, markdown=markdown))
     assert any("notebooks/ch1/01_page" in p and "'ch1-nothing'" in p for p in problems), problems
     # an admonition that omits one of the page's claims
-    problems = problems_of(write_book(tmp_path, markdown="# 1.1 A page\n\n(ch1-gap)=\n## The gap\n" + ADMONITION.replace(
-        "`ch1-gap-rate` and `ch1-floor`", "`ch1-gap-rate`").replace("ch1-gap-rate", "ch1-other")))
+    problems = problems_of(
+        write_book(
+            tmp_path,
+            markdown="# 1.1 A page\n\n(ch1-gap)=\n## The gap\n"
+            + ADMONITION.replace("`ch1-gap-rate` and `ch1-floor`", "`ch1-gap-rate`").replace("ch1-gap-rate", "ch1-other"),
+        )
+    )
     assert any("omits the claim(s) 'ch1-gap-rate'" in p for p in problems), problems
     # an admonition with another title is not a claims list
     other = "# Intro\n\n(intro-floor)=\n## Floor\n\n0.093\n\n```{admonition} Notes\n`ch1-unknown`\n```\n"

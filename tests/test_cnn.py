@@ -27,8 +27,10 @@ S = np.arange(2**K)
     "ch3-cnn-ranks",
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ch3-cnn-ranks",
-    statement=("Tensorisation ranks (K = 8, tol 1e-3): a delay and e^{-0.05 s} rank 1, a damped oscillation rank 2, "
-               "(1+s)^-1.1 at most 3, a random kernel [2, 4, 8, 16, 8, 4, 2]"),
+    statement=(
+        "Tensorisation ranks (K = 8, tol 1e-3): a delay and e^{-0.05 s} rank 1, a damped oscillation rank 2, "
+        "(1+s)^-1.1 at most 3, a random kernel [2, 4, 8, 16, 8, 4, 2]"
+    ),
     number="[2, 4, 8, 16, 8, 4, 2]",
     tolerance=("exact equality of the rank lists"),
 )
@@ -82,7 +84,7 @@ def test_impulse_response_is_a_product_of_tap_matrices():
 
 
 def test_one_channel_cnn_is_an_exact_delay():
-    net = cnn_from_cores(tt_svd(delay_kernel(63, 6), 6, 1)[0])
+    net = cnn_from_cores(tt_svd(delay_kernel(63, 6), 6, 1).cores)
     assert net.receptive_field == 64 and len(net.weights) == 6
     x = torch.randn(3, 200, dtype=torch.float64, generator=torch.Generator().manual_seed(0))
     y = net(x)
@@ -98,8 +100,10 @@ def _train_on_kernel(kernel_of_model, params, rho, steps=800, lr=1e-2):
     "ch3-rnn-vs-cnn",
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ch3-rnn-vs-cnn",
-    statement=("A delay of 63 steps is exact for a 2-channel dilated CNN and not learned by an 8-unit linear RNN "
-               "(relative error 1); on e^{-0.02 s} the roles swap: CNN 0.072 (the unseen tail), RNN 1.8e-05"),
+    statement=(
+        "A delay of 63 steps is exact for a 2-channel dilated CNN and not learned by an 8-unit linear RNN "
+        "(relative error 1); on e^{-0.02 s} the roles swap: CNN 0.072 (the unseen tail), RNN 1.8e-05"
+    ),
     number="0.072",
     tolerance=("delay: CNN risk < 1e-20, RNN > 0.5; exponential: CNN = the unseen tail fraction to 2%, RNN < 1e-3"),
 )
@@ -112,8 +116,9 @@ def test_rnn_versus_cnn_on_a_long_delay_and_an_exponential():
     results = {}
     for name, rho in (("delay", delay), ("exp", exponential)):
         cnn = DilatedCausalCNN(layers=6, channels=2, seed=0, dtype=torch.float64)
-        cnn_error = _train_on_kernel(lambda cnn=cnn: torch.nn.functional.pad(cnn.impulse_response(), (0, length - 64)),
-                                     cnn, rho)
+        cnn_error = _train_on_kernel(
+            lambda cnn=cnn: torch.nn.functional.pad(cnn.impulse_response(), (0, length - 64)), cnn, rho
+        )
         rnn = LinearRNN(8, dt=1.0, seed=0)
         rnn_error = _train_on_kernel(lambda rnn=rnn: rnn.kernel(length), rnn, rho)
         results[name] = (cnn_error, rnn_error, cnn, rnn)
@@ -158,8 +163,10 @@ def test_cnn_cpu_and_cuda_agree():
     "ch3-poly-ranks",
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ex-ch3-unfolding-ranks",
-    statement=("The ranks of (1+s)^-1.1 grow slowly as the tolerance tightens: largest rank 2 at 1e-2 and 6 at 1e-8 "
-               "([2, 4, 6, 6, 6, 4, 2])"),
+    statement=(
+        "The ranks of (1+s)^-1.1 grow slowly as the tolerance tightens: largest rank 2 at 1e-2 and 6 at 1e-8 "
+        "([2, 4, 6, 6, 6, 4, 2])"
+    ),
     number="[2, 4, 6, 6, 6, 4, 2]",
     tolerance=("largest ranks exactly [2, 3, 4, 5, 6] for tol 1e-2, 1e-3, 1e-4, 1e-6, 1e-8; exact list at 1e-8"),
 )
@@ -191,8 +198,10 @@ def test_solution_delay_by_63_takes_the_delayed_tap_in_every_layer():
     "ch3-cnn-depth",
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ex-ch3-cnn-depth",
-    statement=("A dilated CNN needs K = ceil(log2(ln(1/eps)/(2 lambda))) layers to see all but a fraction eps of "
-               "e^{-lambda s}: for lambda = 0.02, eps = 1e-3, 2^K >= 173, K = 8"),
+    statement=(
+        "A dilated CNN needs K = ceil(log2(ln(1/eps)/(2 lambda))) layers to see all but a fraction eps of "
+        "e^{-lambda s}: for lambda = 0.02, eps = 1e-3, 2^K >= 173, K = 8"
+    ),
     number="173",
     tolerance=("K = 8 leaves a tail below eps, K = 7 does not"),
 )

@@ -35,16 +35,27 @@ def synthetic_notebook():
     nb.cells = [
         md("# Demo\n\nSome text with $x^2$."),
         code("data = [1, 2, 3]\nprint(sum(data))", outputs=["6\n"]),
-        md("## Exercises\n\n```{exercise} Think\n:label: ex-demo-think\n\nWhy?\n```\n\n"
-           "```{solution} ex-demo-think\n:class: dropdown\n\nBecause SECRET-TEXT-ANSWER.\n```\n\n"
-           "```{exercise} Code\n:label: ex-demo-code\n\nWrite `double(x)`.\n```\n\n"
-           "```{solution-start} ex-demo-code\n:class: dropdown\n```\n\nSECRET-GATED-INTRO explains the idea."),
-        code('def double(x):\n    """Twice x."""\n    return SECRET_FACTOR * x\n\n\nSECRET_FACTOR = 2\nprint(double(21))',
-             tags=["solution"], outputs=["SECRET-OUTPUT 4242\n"]),
+        md(
+            "## Exercises\n\n```{exercise} Think\n:label: ex-demo-think\n\nWhy?\n```\n\n"
+            "```{solution} ex-demo-think\n:class: dropdown\n\nBecause SECRET-TEXT-ANSWER.\n```\n\n"
+            "```{exercise} Code\n:label: ex-demo-code\n\nWrite `double(x)`.\n```\n\n"
+            "```{solution-start} ex-demo-code\n:class: dropdown\n```\n\nSECRET-GATED-INTRO explains the idea."
+        ),
+        code(
+            'def double(x):\n    """Twice x."""\n    return SECRET_FACTOR * x\n\n\nSECRET_FACTOR = 2\nprint(double(21))',
+            tags=["solution"],
+            outputs=["SECRET-OUTPUT 4242\n"],
+        ),
         md("SECRET-GATED-OUTRO.\n\n```{solution-end}\n```\n\nText after the solution stays."),
-        code("assert double(4) == 8\nprint('self-check passed')", tags=["self-check"], outputs=["self-check passed\n"],
-             execution={"iopub.execute_input": "2026-11-28T22:49:15.314546Z",
-                        "shell.execute_reply": "2026-11-28T22:49:15.358363Z"}),
+        code(
+            "assert double(4) == 8\nprint('self-check passed')",
+            tags=["self-check"],
+            outputs=["self-check passed\n"],
+            execution={
+                "iopub.execute_input": "2026-11-28T22:49:15.314546Z",
+                "shell.execute_reply": "2026-11-28T22:49:15.358363Z",
+            },
+        ),
         code("print(len(data))", outputs=["3\n"]),
     ]
     return nb
@@ -74,15 +85,26 @@ def test_student_edition_of_synthetic_notebook():
     assert report.text_solutions == ["ex-demo-think"] and report.code_solutions == ["ex-demo-code"]
     assert report.self_checks == 1
     kinds = [(c.cell_type, c.metadata.get("tags", [])) for c in student.cells]
-    assert kinds == [("markdown", []), ("code", []), ("markdown", []), ("code", ["exercise-stub"]),
-                     ("markdown", []), ("code", ["self-check"]), ("code", [])]
+    assert kinds == [
+        ("markdown", []),
+        ("code", []),
+        ("markdown", []),
+        ("code", ["exercise-stub"]),
+        ("markdown", []),
+        ("code", ["self-check"]),
+        ("code", []),
+    ]
     stub, self_check = student.cells[3], student.cells[5]
     assert stub.source.startswith("# Exercise ex-demo-code: your code here")
     assert "Replace each `raise NotImplementedError(...)` line below by your code" in stub.source
-    assert ('\ndef double(x):\n    """Twice x."""\n    # replace the next line by the body of double\n'
-            '    raise NotImplementedError("Exercise ex-demo-code: write double")\n' in stub.source)
-    assert '# replace the next line by the code of your solution that runs the experiment\nraise NotImplementedError(' \
+    assert (
+        '\ndef double(x):\n    """Twice x."""\n    # replace the next line by the body of double\n'
+        '    raise NotImplementedError("Exercise ex-demo-code: write double")\n' in stub.source
+    )
+    assert (
+        "# replace the next line by the code of your solution that runs the experiment\nraise NotImplementedError("
         in stub.source
+    )
     assert stub.source.endswith('raise NotImplementedError("Exercise ex-demo-code: your code here")')
     assert stub.outputs == [] and self_check.outputs == [] and self_check.execution_count is None
     assert "execution" not in self_check.metadata, "the timing of the removed output goes with it"
@@ -92,15 +114,25 @@ def test_student_edition_of_synthetic_notebook():
 
 
 def executed(nb, folder):
-    client = NotebookClient(nbformat.from_dict(nb), timeout=120, kernel_name="python3", allow_errors=True,
-                            resources={"metadata": {"path": str(folder)}})
+    client = NotebookClient(
+        nbformat.from_dict(nb),
+        timeout=120,
+        kernel_name="python3",
+        allow_errors=True,
+        resources={"metadata": {"path": str(folder)}},
+    )
     return client.execute()
 
 
 def errors(nb):
     """(cell index, exception name, message) of every cell that raised."""
-    return [(k, o.ename, o.evalue) for k, cell in enumerate(nb.cells) if cell.cell_type == "code"
-            for o in cell.get("outputs", []) if o.output_type == "error"]
+    return [
+        (k, o.ename, o.evalue)
+        for k, cell in enumerate(nb.cells)
+        if cell.cell_type == "code"
+        for o in cell.get("outputs", [])
+        if o.output_type == "error"
+    ]
 
 
 def test_synthetic_student_edition_runs_to_the_first_stub(tmp_path):
@@ -116,14 +148,21 @@ def solution_code_lines(nb) -> set[str]:
     """Lines of the solution cells that a student must not see: not signatures or docstrings (the stub has them),
     not lines that the notebook also has outside its solutions (``with torch.no_grad():``)."""
     lines = set()
-    elsewhere = {line.strip() for cell in nb.cells if "solution" not in cell.metadata.get("tags", [])
-                 for line in cell.source.splitlines()}
+    elsewhere = {
+        line.strip()
+        for cell in nb.cells
+        if "solution" not in cell.metadata.get("tags", [])
+        for line in cell.source.splitlines()
+    }
     for cell in nb.cells:
         if "solution" in cell.metadata.get("tags", []):
             tree = ast.parse(cell.source)
             keep = {node.lineno for node in ast.walk(tree) if isinstance(node, (ast.FunctionDef, ast.ClassDef))}
-            docstrings = {n.body[0].lineno for n in ast.walk(tree)
-                          if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n)}
+            docstrings = {
+                n.body[0].lineno
+                for n in ast.walk(tree)
+                if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and ast.get_docstring(n)
+            }
             for number, line in enumerate(cell.source.splitlines(), start=1):
                 if number not in keep | docstrings and len(line.strip()) > 12:
                     lines.add(line.strip())
@@ -131,12 +170,17 @@ def solution_code_lines(nb) -> set[str]:
 
 
 def solution_outputs(nb) -> list[str]:
-    return [json.dumps(o, sort_keys=True) for cell in nb.cells if "solution" in cell.metadata.get("tags", [])
-            for o in cell.get("outputs", [])]
+    return [
+        json.dumps(o, sort_keys=True)
+        for cell in nb.cells
+        if "solution" in cell.metadata.get("tags", [])
+        for o in cell.get("outputs", [])
+    ]
 
 
-@pytest.mark.parametrize("path", sorted((ROOT / "notebooks").rglob("[0-9]*.ipynb")),
-                         ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize(
+    "path", sorted((ROOT / "notebooks").rglob("[0-9]*.ipynb")), ids=lambda p: f"{p.parent.name}/{p.name}"
+)
 def test_student_edition_of_book_notebook_has_no_solution(path):
     book = nbformat.read(path, as_version=4)
     student, report = student_notebook(book, path.name)
@@ -156,7 +200,7 @@ def test_student_edition_of_book_notebook_has_no_solution(path):
 
 def test_student_edition_of_smallest_chapter_notebook_runs_to_its_first_stub(tmp_path):
     written = write_edition("student", SMALL_NOTEBOOK, tmp_path / "student")
-    (path, report), = written
+    ((path, report),) = written
     run = executed(nbformat.read(path, as_version=4), CHAPTER_1)
     stubs = [k for k, cell in enumerate(run.cells) if "exercise-stub" in cell.metadata.get("tags", [])]
     first = errors(run)[0]
@@ -193,17 +237,24 @@ def broken(cells):
     return nb
 
 
-@pytest.mark.parametrize("cells, message", [
-    ([md("```{solution-start} ex-a\n```"), code("x = 1", tags=["solution"])], "ex-a has no solution-end"),
-    ([md("```{solution-end}\n```")], "solution-end without solution-start"),
-    ([code("x = 1", tags=["solution"])], "cell 0: a code cell tagged 'solution' outside a gated solution"),
-    ([md("```{solution-start} ex-a\n```"), code("check(f)", tags=["self-check"]), md("```{solution-end}\n```")],
-     "cell 1: a self-check inside the gated solution of ex-a"),
-    ([md("```{solution-start} ex-a\n```"), code("x = 1"), md("```{solution-end}\n```")],
-     "cell 1: a code cell not tagged 'solution' inside the gated solution of ex-a"),
-    ([md("```{solution-start} ex-a\n```\n```{solution-start} ex-b\n```")], "solution-start ex-b inside"),
-    ([md("````{solution} ex-a\ntext\n```")], "never closed"),
-])
+@pytest.mark.parametrize(
+    "cells, message",
+    [
+        ([md("```{solution-start} ex-a\n```"), code("x = 1", tags=["solution"])], "ex-a has no solution-end"),
+        ([md("```{solution-end}\n```")], "solution-end without solution-start"),
+        ([code("x = 1", tags=["solution"])], "cell 0: a code cell tagged 'solution' outside a gated solution"),
+        (
+            [md("```{solution-start} ex-a\n```"), code("check(f)", tags=["self-check"]), md("```{solution-end}\n```")],
+            "cell 1: a self-check inside the gated solution of ex-a",
+        ),
+        (
+            [md("```{solution-start} ex-a\n```"), code("x = 1"), md("```{solution-end}\n```")],
+            "cell 1: a code cell not tagged 'solution' inside the gated solution of ex-a",
+        ),
+        ([md("```{solution-start} ex-a\n```\n```{solution-start} ex-b\n```")], "solution-start ex-b inside"),
+        ([md("````{solution} ex-a\ntext\n```")], "never closed"),
+    ],
+)
 def test_malformed_exercises_are_refused_with_the_place(cells, message):
     with pytest.raises(CourseworkError, match=message.replace("(", r"\(").replace(")", r"\)")):
         student_notebook(broken(cells), "bad.ipynb")
@@ -239,7 +290,7 @@ def test_stub_of_code_without_functions_and_with_magics():
     assert "# replace the next line by your code\nraise" in stub_source("ex-a", ["%timeit x = 1"])
     only_functions = stub_source("ex-b", ["import numpy as np\n\ndef f(x, *, k: int = 2) -> float:\n    return k * x\n"])
     assert "def f(x, *, k: int=2) -> float:" in only_functions
-    assert "your code here\")" not in only_functions, "a solution of functions only needs no extra raise"
+    assert 'your code here")' not in only_functions, "a solution of functions only needs no extra raise"
 
 
 def test_book_self_checks_lose_their_run_metadata_in_the_student_edition():

@@ -77,8 +77,7 @@ def test_euler_flow_is_exactly_the_explicit_residual_loop():
 @pytest.mark.parametrize("T_net, layers", [(1.0, 6), (0.3, 10), (1.5, 7), (2.0, 49)])
 def test_layerwise_field_with_euler_is_a_handwritten_resnet(T_net, layers):
     # (0.3, 10) and (2.0, 49): n * delta / T * L rounds just below n, so the layer index must be robust
-    block = flows.LayerwiseTanhField(dim=2, width=8, layers=layers, T=T_net, init_scale=0.5, seed=3,
-                                     dtype=torch.float64)
+    block = flows.LayerwiseTanhField(dim=2, width=8, layers=layers, T=T_net, init_scale=0.5, seed=3, dtype=torch.float64)
     with torch.no_grad():
         block.b.normal_(generator=torch.Generator().manual_seed(4))
         x = make_points()
@@ -129,11 +128,12 @@ def test_reference_flow_map_is_accurate_enough(experiment):
     "ch1-resnet-first-order",
     page="notebooks/ch1/02_composition_is_dynamics",
     anchor="ch1-euler-order",
-    statement=("A residual network with L blocks is the Euler scheme of its flow: its error against the flow map "
-         "is first order in delta = T/L (measured slope 0.99; L x error settles at 1.3)"),
+    statement=(
+        "A residual network with L blocks is the Euler scheme of its flow: its error against the flow map "
+        "is first order in delta = T/L (measured slope 0.99; L x error settles at 1.3)"
+    ),
     number="0.99",
-    tolerance=("0.9 <= slope <= 1.1; errors decreasing; L x error constant to 1% over the last doubling, in "
-         "(1.2, 1.4)"),
+    tolerance=("0.9 <= slope <= 1.1; errors decreasing; L x error constant to 1% over the last doubling, in (1.2, 1.4)"),
 )
 def test_resnet_error_is_first_order_in_delta(experiment):
     errors = experiment["euler"]
@@ -149,11 +149,11 @@ def test_resnet_error_is_first_order_in_delta(experiment):
     "ch1-rk4-fourth-order",
     page="notebooks/ch1/02_composition_is_dynamics",
     anchor="ch1-euler-order",
-    statement=("RK4 blocks are fourth order (slope 4.07, about sixteenfold per doubling), and 16 RK4 steps beat "
-         "512 Euler blocks"),
+    statement=(
+        "RK4 blocks are fourth order (slope 4.07, about sixteenfold per doubling), and 16 RK4 steps beat 512 Euler blocks"
+    ),
     number="4.07",
-    tolerance=("3.6 <= slope <= 4.4; each doubling divides the error by 14 to 19; RK4 with 16 steps < Euler with "
-         "512"),
+    tolerance=("3.6 <= slope <= 4.4; each doubling divides the error by 14 to 19; RK4 with 16 steps < Euler with 512"),
 )
 def test_rk4_is_fourth_order_and_beats_deep_euler(experiment):
     errors = experiment["rk4"]
@@ -168,8 +168,10 @@ def test_rk4_is_fourth_order_and_beats_deep_euler(experiment):
     "ch1-midpoint-second-order",
     page="notebooks/ch1/02_composition_is_dynamics",
     anchor="ex-ch1-midpoint",
-    statement=("Midpoint blocks (the exercise's solution) are second order (slope 1.92), and L midpoint blocks "
-         "beat 2L Euler blocks by a growing factor"),
+    statement=(
+        "Midpoint blocks (the exercise's solution) are second order (slope 1.92), and L midpoint blocks "
+        "beat 2L Euler blocks by a growing factor"
+    ),
     number="1.92",
     tolerance="1.8 <= slope <= 2.2; advantage over 2L Euler blocks > 1 and increasing",
 )
@@ -204,26 +206,16 @@ def test_rk4_flow_matches_torchdiffeq_rk4(steps):
 # --- a trained residual network untangles the two moons -----------------------------------------------
 
 
-def linear_accuracy(features, labels, steps=100):
-    """The notebook's measure of linear separability: a ridge-penalised logistic regression."""
-    z = (features - features.mean(dim=0)) / features.std(dim=0)
-    w = torch.zeros(2, dtype=z.dtype, requires_grad=True)
-    c = torch.zeros((), dtype=z.dtype, requires_grad=True)
-    ml.fit([w, c], lambda: F.binary_cross_entropy_with_logits(z @ w + c, labels.to(z.dtype)) + 1e-3 * w.square().sum(),
-           steps=steps, lr=1.0, optimizer="lbfgs")
-    with torch.no_grad():
-        return ((z @ w + c > 0).long() == labels).float().mean().item()
-
-
 @pytest.mark.claim(
     "ch1-resnet-separates-moons",
     page="notebooks/ch1/02_composition_is_dynamics",
     anchor="ch1-moons-flow",
-    statement=("A trained 16-block residual network moves the two moons until a straight line separates them: "
-         "91.5% at the input, 100.0% from layer 8 on; test accuracy 99.8%"),
+    statement=(
+        "A trained 16-block residual network moves the two moons until a straight line separates them: "
+        "91.5% at the input, 100.0% from layer 8 on; test accuracy 99.8%"
+    ),
     number="91.5",
-    tolerance=("test accuracy > 0.97; linear accuracy < 0.95 at layer 0, >= 0.98 at layer 4, = 1 at layers 8 and "
-         "16"),
+    tolerance=("test accuracy > 0.97; linear accuracy < 0.95 at layer 0, >= 0.98 at layer 4, = 1 at layers 8 and 16"),
 )
 def test_trained_resnet_classifier_separates_two_moons():
     ml.set_seed(0)
@@ -235,7 +227,7 @@ def test_trained_resnet_classifier_separates_two_moons():
         test_accuracy = (model(test_x).argmax(dim=1) == test_y).float().mean().item()
         path = model.features(train_x, return_path=True)
     assert test_accuracy > 0.97  # notebook: "more than 97%" (99.8%)
-    accuracy = {n: linear_accuracy(path[n], train_y) for n in (0, 4, 8, 16)}
+    accuracy = {n: flows.best_linear_accuracy(path[n], train_y)[0] for n in (0, 4, 8, 16)}
     assert accuracy[0] < 0.95  # notebook: about 90% (91.5%) at the input
     assert accuracy[4] >= 0.98  # almost every point a quarter of the way in (99.8%)
     assert accuracy[8] == accuracy[16] == 1.0  # separable from the middle on

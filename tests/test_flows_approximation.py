@@ -43,8 +43,9 @@ def test_integrate_matches_torchdiffeq_forward_and_backward(method):
 
 
 def test_model_pieces_match_torchdiffeq_piece_by_piece():
-    model = flows.ContinuousResNet(2, width=8, pieces=4, T=1.0, steps_per_piece=3, init_scale=1.0, seed=2,
-                                   dtype=torch.float64)
+    model = flows.ContinuousResNet(
+        2, width=8, pieces=4, T=1.0, steps_per_piece=3, init_scale=1.0, seed=2, dtype=torch.float64
+    )
     x0 = lecture_points(9)
     with torch.no_grad():
         path = model.features(x0, return_path=True)
@@ -58,8 +59,7 @@ def test_model_pieces_match_torchdiffeq_piece_by_piece():
 
 
 def test_one_euler_step_per_piece_is_a_resnet():
-    model = flows.ContinuousResNet(2, width=8, pieces=5, T=1.0, method="euler", init_scale=1.0, seed=1,
-                                   dtype=torch.float64)
+    model = flows.ContinuousResNet(2, width=8, pieces=5, T=1.0, method="euler", init_scale=1.0, seed=1, dtype=torch.float64)
     x = lecture_points(7)
     with torch.no_grad():
         z = x
@@ -74,8 +74,9 @@ def test_one_euler_step_per_piece_is_a_resnet():
 def test_lecture_field_is_the_lecture_ode():
     x = torch.tensor([[0.3, -0.7], [1.2, 0.4]], dtype=torch.float64)
     t = 0.9
-    expected = torch.tensor([[-x2 * math.sin(t), -0.5 * (1 - x1**2) * x2 + x1 * math.cos(t)] for x1, x2 in x.tolist()],
-                            dtype=torch.float64)
+    expected = torch.tensor(
+        [[-x2 * math.sin(t), -0.5 * (1 - x1**2) * x2 + x1 * math.cos(t)] for x1, x2 in x.tolist()], dtype=torch.float64
+    )
     assert torch.allclose(flows.lecture_example_field(t, x), expected, atol=0, rtol=1e-15)
 
 
@@ -83,20 +84,25 @@ def test_lecture_field_is_the_lecture_ode():
     "ch2-lecture-blow-up",
     page="notebooks/ch2/01_continuum_resnets",
     anchor="ch2-blow-up",
-    statement=("The lecture's example flow blows up in finite time: on a 41 x 41 grid of [-1, 1]^2 nothing "
-         "escapes |x| = 1e3 before 1.5 pi, 3.6% escapes before 2 pi (the first at 1.63 pi), 37.6% before 4 "
-         "pi; nothing of [-0.5, 0.5]^2 escapes"),
+    statement=(
+        "The lecture's example flow blows up in finite time: on a 41 x 41 grid of [-1, 1]^2 nothing "
+        "escapes |x| = 1e3 before 1.5 pi, 3.6% escapes before 2 pi (the first at 1.63 pi), 37.6% before 4 "
+        "pi; nothing of [-0.5, 0.5]^2 escapes"
+    ),
     number="3.6",
-    tolerance=("none before 1.5 pi; 2% to 4% before 2 pi; 33% to 40% before 4 pi; first escape in (1.55 pi, 1.7 "
-         "pi); inner grid never escapes"),
+    tolerance=(
+        "none before 1.5 pi; 2% to 4% before 2 pi; 33% to 40% before 4 pi; first escape in (1.55 pi, 1.7 "
+        "pi); inner grid never escapes"
+    ),
 )
 def test_lecture_flow_blow_up_region():
     # notebook: on [-1, 1]^2 nothing escapes |x| = 1e3 before 1.5 pi; 3.6% of a 41 x 41 grid before 2 pi, 37.6%
     # before 4 pi, the first at t = 1.63 pi; on [-0.5, 0.5]^2 nothing escapes up to 4 pi
     # both grids in one batch: every point is integrated independently, so the times are the notebook's
-    both = flows.escape_times(flows.lecture_example_field, torch.cat([lecture_points(41), lecture_points(41, 0.5)]),
-                              4 * math.pi, 1600)
-    escape, inner = both[: 41 * 41], both[41 * 41:]
+    both = flows.escape_times(
+        flows.lecture_example_field, torch.cat([lecture_points(41), lecture_points(41, 0.5)]), 4 * math.pi, 1600
+    )
+    escape, inner = both[: 41 * 41], both[41 * 41 :]
     assert (escape > 1.5 * math.pi).all()
     assert 0.02 < (escape < 2 * math.pi).double().mean().item() < 0.04
     assert 0.33 < (escape < 4 * math.pi).double().mean().item() < 0.40
@@ -114,9 +120,11 @@ def test_lecture_flow_blow_up_region():
     "ch2-pulled-back-classifier",
     page="notebooks/ch2/01_continuum_resnets",
     anchor="ch2-pulled-back",
-    statement=("The linear classifier 1{x_T1 > 0} pulled back through the lecture's flow is curved but nearly a "
-         "line: the best straight line agrees with it on 97.5%, 98.3% and 93.8% of the square at T = pi/2, "
-         "pi, 3pi/2"),
+    statement=(
+        "The linear classifier 1{x_T1 > 0} pulled back through the lecture's flow is curved but nearly a "
+        "line: the best straight line agrees with it on 97.5%, 98.3% and 93.8% of the square at T = pi/2, "
+        "pi, 3pi/2"
+    ),
     number="93.8",
     tolerance="every agreement in (0.9, 0.995); the lowest at T = 1.5 pi",
 )
@@ -151,6 +159,7 @@ def test_backward_integration_recovers_inputs():
 
 # --- a learned flow with a linear classifier (notebook 2.1) ------------------------------------------------
 
+
 def train_flow_classifier(data, augment):
     """The notebook's model: 8 pieces of width-16 tanh fields on [0, 1], one RK4 step per piece, linear readout."""
     ml.set_seed(0)
@@ -170,11 +179,15 @@ def rings_models():
     "ch2-moons-separated",
     page="notebooks/ch2/01_continuum_resnets",
     anchor="ch2-learned-flow",
-    statement=("A learned flow (8 pieces, width 16) makes the two moons exactly linearly separable at t = T, "
-         "where no line separates them at t = 0 (best line 91.5%); test accuracy 99.8%"),
+    statement=(
+        "A learned flow (8 pieces, width 16) makes the two moons exactly linearly separable at t = T, "
+        "where no line separates them at t = 0 (best line 91.5%); test accuracy 99.8%"
+    ),
     number="91.5",
-    tolerance=("test accuracy >= 0.97; not separable at t = 0 (best line < 0.95) nor at t = T/2; separable at t "
-         "= T with a perfect best line"),
+    tolerance=(
+        "test accuracy >= 0.97; not separable at t = 0 (best line < 0.95) nor at t = T/2; separable at t "
+        "= T with a perfect best line"
+    ),
 )
 def test_learned_flow_separates_two_moons():
     model, (train_x, train_y), (test_x, test_y) = train_flow_classifier(datasets.two_moons, 0)
@@ -192,8 +205,10 @@ def test_learned_flow_separates_two_moons():
     "ch2-augmented-rings",
     page="notebooks/ch2/01_continuum_resnets",
     anchor="ch2-rings",
-    statement=("With one augmented dimension the flow separates the nested rings (no line does before it, "
-         "49.5%): test accuracy 100.00%"),
+    statement=(
+        "With one augmented dimension the flow separates the nested rings (no line does before it, "
+        "49.5%): test accuracy 100.00%"
+    ),
     number="100.00",
     tolerance="test accuracy >= 0.97; rings not separable before (best line < 0.7), separable after the flow",
 )
@@ -211,19 +226,25 @@ def test_augmented_flow_separates_nested_rings(rings_models):
     "ch2-planar-channel",
     page="notebooks/ch2/01_continuum_resnets",
     anchor="ch2-rings",
-    statement=("A planar flow must cut a channel through the outer ring: it calls 2.00% of the circle r = 1 "
-         "'inside' and 14 of its 15 test errors are outer-ring points, while the augmented flow calls none "
-         "of it 'inside'; both flows invert to 1e-4"),
+    statement=(
+        "A planar flow must cut a channel through the outer ring: it calls 2.00% of the circle r = 1 "
+        "'inside' and 14 of its 15 test errors are outer-ring points, while the augmented flow calls none "
+        "of it 'inside'; both flows invert to 1e-4"
+    ),
     number="2.00",
-    tolerance=("planar: fraction of the circle called inside > 0, accuracy in [0.97, 1), > 80% of errors on the "
-         "outer ring; augmented: exactly 0; backward integration recovers inputs to 1e-4"),
+    tolerance=(
+        "planar: fraction of the circle called inside > 0, accuracy in [0.97, 1), > 80% of errors on the "
+        "outer ring; augmented: exactly 0; backward integration recovers inputs to 1e-4"
+    ),
 )
 @pytest.mark.claim(
     "ch2-augmented-lift",
     page="notebooks/ch2/01_continuum_resnets",
     anchor="ex-ch2-augmented-lift",
-    statement=("The augmented flow separates the rings by height in the extra coordinate: inner ring at x_T,3 = "
-         "4.13 +- 0.47, outer ring at -2.46 +- 1.07"),
+    statement=(
+        "The augmented flow separates the rings by height in the extra coordinate: inner ring at x_T,3 = "
+        "4.13 +- 0.47, outer ring at -2.46 +- 1.07"
+    ),
     number="4.13",
     tolerance="every inner-ring height above every outer-ring height (2000 test points)",
 )
@@ -256,6 +277,7 @@ def test_planar_flow_must_cut_a_channel_through_the_outer_ring(rings_models):
 
 # --- the 1-D limitation (notebook 2.2) ----------------------------------------------------------------------
 
+
 def minus_x_data():
     gen = torch.Generator().manual_seed(0)
     x = 2 * torch.rand(200, 1, generator=gen, dtype=torch.float64) - 1
@@ -285,8 +307,10 @@ def test_isotonic_regression_matches_scipy():
     "ch2-isotonic-bound",
     page="notebooks/ch2/02_what_flows_can_and_cannot_do",
     anchor="ch2-one-dimension",
-    statement=("The isotonic-regression bound for fitting y = -x by an increasing map is the variance of y: "
-         "0.3098 on the 200 points"),
+    statement=(
+        "The isotonic-regression bound for fitting y = -x by an increasing map is the variance of y: "
+        "0.3098 on the 200 points"
+    ),
     number="0.3098",
     tolerance="bound = variance of y to 1e-12, |bound - 1/3| < 0.03",
 )
@@ -304,8 +328,9 @@ def test_isotonic_error_of_minus_x_is_its_variance():
 
 @pytest.mark.parametrize("seed", range(5))
 def test_random_1d_flows_preserve_order(seed):
-    model = flows.ContinuousResNet(1, width=16, pieces=8, T=1.0, init_scale=3.0, seed=seed, steps_per_piece=8,
-                                   dtype=torch.float64)
+    model = flows.ContinuousResNet(
+        1, width=16, pieces=8, T=1.0, init_scale=3.0, seed=seed, steps_per_piece=8, dtype=torch.float64
+    )
     x = torch.linspace(-3, 3, 2001, dtype=torch.float64)[:, None]
     with torch.no_grad():
         assert flows.smallest_increment(model(x)) > 0
@@ -315,11 +340,14 @@ def test_random_1d_flows_preserve_order(seed):
     "ch2-monotone-1d",
     page="notebooks/ch2/02_what_flows_can_and_cannot_do",
     anchor="ch2-one-dimension",
-    statement=("A trained one-dimensional flow cannot fit y = -x: its error 0.3109 stays above the isotonic "
-         "bound 0.3098, its map stays increasing and squeezes [-1, 1] to length 0.0038"),
+    statement=(
+        "A trained one-dimensional flow cannot fit y = -x: its error 0.3109 stays above the isotonic "
+        "bound 0.3098, its map stays increasing and squeezes [-1, 1] to length 0.0038"
+    ),
     number="0.3109",
-    tolerance=("bound - 1e-6 <= error < 1.01 x bound; increasing; range < 0.01; 32 steps per piece change the "
-         "error by < 1e-4"),
+    tolerance=(
+        "bound - 1e-6 <= error < 1.01 x bound; increasing; range < 0.01; 32 steps per piece change the error by < 1e-4"
+    ),
 )
 def test_trained_1d_flow_stays_above_the_isotonic_bound():
     model, error = train_1d()
@@ -339,8 +367,10 @@ def test_trained_1d_flow_stays_above_the_isotonic_bound():
     "ch2-readout-or-augment",
     page="notebooks/ch2/02_what_flows_can_and_cannot_do",
     anchor="ch2-around-the-limit",
-    statement=("A linear readout or one augmented dimension removes the 1-D limit: mean square errors 6.2e-05 "
-         "and 9.4e-05 against the bound 0.310"),
+    statement=(
+        "A linear readout or one augmented dimension removes the 1-D limit: mean square errors 6.2e-05 "
+        "and 9.4e-05 against the bound 0.310"
+    ),
     number="6.2e-05",
     tolerance="both errors < 1e-3; the augmented flow map x -> x_T,1 is decreasing",
 )
@@ -365,9 +395,11 @@ def contracting_field(t, x):
     "ch2-euler-non-monotone",
     page="notebooks/ch2/02_what_flows_can_and_cannot_do",
     anchor="ch2-euler-artefact",
-    statement=("Euler steps with h f' < -1 are not monotone: for f = -3 tanh(2x) the Euler map has negative "
-         "increments with L = 2 and 4 steps (-0.0019, -0.00018) and is increasing from L = 8 on, like the "
-         "flow"),
+    statement=(
+        "Euler steps with h f' < -1 are not monotone: for f = -3 tanh(2x) the Euler map has negative "
+        "increments with L = 2 and 4 steps (-0.0019, -0.00018) and is increasing from L = 8 on, like the "
+        "flow"
+    ),
     number="-0.0019",
     tolerance="sign of the smallest increment: negative for L = 2, 4, 5; positive for L = 7, 8, 64 and RK4",
 )
@@ -393,11 +425,14 @@ def test_euler_with_h_fprime_below_minus_one_breaks_monotonicity():
     "ch2-coarse-resnet",
     page="notebooks/ch2/02_what_flows_can_and_cannot_do",
     anchor="ch2-euler-artefact",
-    statement=("A trained 4-block Euler ResNet beats the flow bound on y = -x (0.0028 against 0.31), but the "
-         "flow of its own field does not (0.320) and is increasing"),
+    statement=(
+        "A trained 4-block Euler ResNet beats the flow bound on y = -x (0.0028 against 0.31), but the "
+        "flow of its own field does not (0.320) and is increasing"
+    ),
     number="0.0028",
-    tolerance=("ResNet error < bound / 50 and non-monotone; its field's RK4 flow has error >= bound - 1e-6 and "
-         "is increasing"),
+    tolerance=(
+        "ResNet error < bound / 50 and non-monotone; its field's RK4 flow has error >= bound - 1e-6 and is increasing"
+    ),
 )
 def test_trained_coarse_resnet_beats_the_bound_but_its_flow_does_not():
     model, error = train_1d(pieces=4, method="euler")  # 4 residual blocks, h = 1/4
@@ -433,8 +468,10 @@ def test_rotation_reverses_the_line_with_one_augmented_dimension():
     "ch2-well-function",
     page="notebooks/ch2/02_what_flows_can_and_cannot_do",
     anchor="ch2-control-family",
-    statement=("The ReLU well function freezes the box [-1, 1]^2 and pulls every other point towards it: after T "
-         "= 3 the outside points end within 0.031 of the box (from up to 0.63)"),
+    statement=(
+        "The ReLU well function freezes the box [-1, 1]^2 and pulls every other point towards it: after T "
+        "= 3 the outside points end within 0.031 of the box (from up to 0.63)"
+    ),
     number="0.031",
     tolerance="points inside do not move at all; each outside point ends within 10% of its starting distance",
 )
@@ -454,8 +491,10 @@ def test_well_function_vanishes_exactly_on_the_box_and_freezes_it():
     "ch2-saddle-flow",
     page="notebooks/ch2/02_what_flows_can_and_cannot_do",
     anchor="ch2-saddle",
-    statement=("A planar flow of two-unit ReLU fields with the fixed readout g(z) = z_1 fits the saddle x_1 x_2 "
-         "to 0.8% of its variance; any affine map leaves 99.9%"),
+    statement=(
+        "A planar flow of two-unit ReLU fields with the fixed readout g(z) = z_1 fits the saddle x_1 x_2 "
+        "to 0.8% of its variance; any affine map leaves 99.9%"
+    ),
     number="0.8",
     tolerance="relative test error < 3%; best affine fit leaves > 95% of the variance",
 )
@@ -544,8 +583,18 @@ def test_continuous_resnet_on_cuda_agrees_with_cpu():
     x = lecture_points(9)
     results = {}
     for device in ("cpu", "cuda"):
-        model = flows.ContinuousResNet(2, width=8, pieces=4, augment=1, readout="linear", out_features=2,
-                                       init_scale=1.0, seed=0, dtype=torch.float64, device=device)
+        model = flows.ContinuousResNet(
+            2,
+            width=8,
+            pieces=4,
+            augment=1,
+            readout="linear",
+            out_features=2,
+            init_scale=1.0,
+            seed=0,
+            dtype=torch.float64,
+            device=device,
+        )
         with torch.no_grad():
             z_T = model.features(x.to(device))
             results[device] = (model(x.to(device)), model.inverse(z_T))

@@ -23,8 +23,10 @@ def wiggly_field(t, x):
     "ch1-1d-flow-increasing",
     page="notebooks/ch1/03_three_interactions",
     anchor="ch1-via-flows",
-    statement=("A one-dimensional flow map preserves order: its smallest increment on the grid is 0.0002 > 0, so y ="
-               " -x is out of reach"),
+    statement=(
+        "A one-dimensional flow map preserves order: its smallest increment on the grid is 0.0002 > 0, so y ="
+        " -x is out of reach"
+    ),
     number="0.0002",
     tolerance="smallest increment > 1e-4; misfit to y = -x > 0.5",
 )
@@ -44,8 +46,10 @@ LAGS = np.linspace(0, 20, 2001)
     "ch1-delayed-bump-fit",
     page="notebooks/ch1/03_three_interactions",
     anchor="ch1-for-memory",
-    statement=("Sums of decaying exponentials with fixed real rates: one unit represents e^{-s} exactly, while 16 "
-               "log-spaced rates leave a relative error of 0.309 on the delayed bump e^{-(s-6)^2}"),
+    statement=(
+        "Sums of decaying exponentials with fixed real rates: one unit represents e^{-s} exactly, while 16 "
+        "log-spaced rates leave a relative error of 0.309 on the delayed bump e^{-(s-6)^2}"
+    ),
     number="0.309",
     tolerance="exponential < 1e-6 with 16 rates; bump > 0.25 with 16; the bump error falls with m",
 )
@@ -72,8 +76,10 @@ def test_fit_exponential_sum_validates():
     "ch1-linear-field",
     page="notebooks/ch1/03_three_interactions",
     anchor="ch1-of-fields",
-    statement=("A linear vector field is recovered from one trajectory by central differences and least squares, "
-               "largest coefficient error 1.6e-05"),
+    statement=(
+        "A linear vector field is recovered from one trajectory by central differences and least squares, "
+        "largest coefficient error 1.6e-05"
+    ),
     number="1.6e-05",
     tolerance="largest coefficient error < 1e-4",
 )
@@ -123,8 +129,10 @@ def test_solution_two_real_rates_fit_a_difference_of_exponentials_exactly():
     "ch1-noisy-fit",
     page="notebooks/ch1/03_three_interactions",
     anchor="ex-ch1-noisy-fit",
-    statement=("With noise 1e-3 the largest coefficient error is 7.5e-05 sampling every 0.01 and 0.0018 every 0.1; "
-               "differencing error dominates at the coarse step, noise at the fine one"),
+    statement=(
+        "With noise 1e-3 the largest coefficient error is 7.5e-05 sampling every 0.01 and 0.0018 every 0.1; "
+        "differencing error dominates at the coarse step, noise at the fine one"
+    ),
     number="7.5e-05",
     tolerance="errors in (5e-5, 1e-4) and (1.5e-3, 2.1e-3); noise-free error x100 for dt x10",
 )
@@ -144,5 +152,5 @@ def test_solution_noisy_fit_error_and_its_two_sources():
         clean[step] = np.abs(fit_polynomial_vector_field(sub_times, sub_traj, degree=1)[0][1:].T - matrix).max()
     assert 5e-5 < noisy[1] < 1e-4 and 1.5e-3 < noisy[10] < 2.1e-3
     assert clean[10] / clean[1] == pytest.approx(100, rel=0.05)  # second order in dt
-    assert clean[1] < 0.5 * noisy[1]                              # dt = 0.01: the noise dominates
-    assert clean[10] > 0.5 * noisy[10]                            # dt = 0.1: the truncation error dominates
+    assert clean[1] < 0.5 * noisy[1]  # dt = 0.01: the noise dominates
+    assert clean[10] > 0.5 * noisy[10]  # dt = 0.1: the truncation error dominates

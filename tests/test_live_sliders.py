@@ -42,7 +42,8 @@ ROOT = Path(__file__).resolve().parents[1]
 CHROMIUM = os.environ.get("MLDYN_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 CHROMEDRIVER = os.environ.get("MLDYN_CHROMEDRIVER") or shutil.which("chromedriver")
 WIDGET_MIME = "application/vnd.jupyter.widget-view+json"
-PANEL_CALL = re.compile(r"\bkernel_slider\(|\bipywidgets\.(interactive|interact)\(|\binteract\(")
+# a panel: kernel_slider, ipywidgets.interactive, or SliderPanel(...).live() (mldyn_lite.interactive)
+PANEL_CALL = re.compile(r"\bkernel_slider\(|\bipywidgets\.(interactive|interact)\(|\binteract\(|\.live\(")
 RUN_TIMEOUT = 600  # seconds for a whole notebook in the browser (the book's budget is 90 s on a quiet machine)
 PANEL = ".jp-NotebookPanel:not(.lm-mod-hidden)"  # the notebook on show
 UPDATE_TIMEOUT = 120  # seconds for one panel update (benchmarks/slider_updates.py: <= 1 s of compute)
@@ -61,8 +62,11 @@ def panel_notebooks() -> dict[str, list[int]]:
         if ".ipynb_checkpoints" in path.parts:
             continue
         cells = nbformat.read(path, as_version=4).cells
-        panels = [i for i, c in enumerate(cells) if c.cell_type == "code"
-                  and any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))]
+        panels = [
+            i
+            for i, c in enumerate(cells)
+            if c.cell_type == "code" and any(WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
+        ]
         if panels:
             found[str(path.relative_to(ROOT))] = panels
     return found
@@ -83,6 +87,7 @@ def test_every_panel_call_has_a_stored_panel():
 
 
 # --- JupyterLab and the browser ------------------------------------------------------------------
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -106,8 +111,11 @@ def lab_config(folder: Path) -> dict[str, str]:
         enabled.update(json.loads(conf.read_text()).get("ServerApp", {}).get("jpserver_extensions", {}))
     server = {name: name == "jupyterlab" for name in enabled}
     (config / "jupyter_server_config.json").write_text(json.dumps({"ServerApp": {"jpserver_extensions": server}}))
-    return {"JUPYTER_CONFIG_DIR": str(config), "JUPYTERLAB_SETTINGS_DIR": str(folder / "settings"),
-            "JUPYTERLAB_WORKSPACES_DIR": str(folder / "workspaces")}
+    return {
+        "JUPYTER_CONFIG_DIR": str(config),
+        "JUPYTERLAB_SETTINGS_DIR": str(folder / "settings"),
+        "JUPYTERLAB_WORKSPACES_DIR": str(folder / "workspaces"),
+    }
 
 
 @pytest.fixture(scope="module")
@@ -127,10 +135,21 @@ def lab():
     env = {**os.environ, **lab_config(folder), "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}"}
     env.pop("PLOTLY_RENDERER", None)  # as in a reader's JupyterLab (dev.py sets it for the book build)
     env.pop("PYTHONPATH", None)
-    command = [sys.executable, "-m", "jupyterlab", "--no-browser", "--allow-root", f"--port={port}",
-               "--ip=127.0.0.1", "--IdentityProvider.token=", "--ServerApp.password=",
-               "--ServerApp.disable_check_xsrf=True", f"--ServerApp.root_dir={work}",
-               "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"]
+    command = [
+        sys.executable,
+        "-m",
+        "jupyterlab",
+        "--no-browser",
+        "--allow-root",
+        f"--port={port}",
+        "--ip=127.0.0.1",
+        "--IdentityProvider.token=",
+        "--ServerApp.password=",
+        "--ServerApp.disable_check_xsrf=True",
+        f"--ServerApp.root_dir={work}",
+        "--LabApp.news_url=None",
+        "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate",
+    ]
     log = open(folder / "lab.log", "w")  # noqa: SIM115 (closed below)
     server = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT)
     url = f"http://127.0.0.1:{port}"
@@ -169,10 +188,18 @@ def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     options.set_capability("unhandledPromptBehavior", "accept")  # "leave the page?" after a run
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1400,1000", "--disable-background-networking",
-                     "--disable-component-update", "--disable-default-apps", "--no-first-run",
-                     "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1400,1000",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-default-apps",
+        "--no-first-run",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(argument)
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
     driver.set_page_load_timeout(120)
@@ -263,15 +290,30 @@ def run_all(driver, url: str, name: str) -> dict:
     def ready():
         state = driver.execute_script(NOTEBOOK_STATE)
         kernels = json.loads(urllib.request.urlopen(f"{url}/api/kernels", timeout=30).read())
-        return (state["cells"] == cells and state["status"] == "idle" and state["kernel"] not in ("", "No Kernel")
-                and len(kernels) == 1 and kernels[0]["execution_state"] == "idle")
+        return (
+            state["cells"] == cells
+            and state["status"] == "idle"
+            and state["kernel"] not in ("", "No Kernel")
+            and len(kernels) == 1
+            and kernels[0]["execution_state"] == "idle"
+        )
 
-    wait_for(driver, ready, 180, f"{name} to open with an idle kernel", poll=1.0,
-             detail=lambda: {k: v for k, v in driver.execute_script(NOTEBOOK_STATE).items() if k != "prompts"})
+    wait_for(
+        driver,
+        ready,
+        180,
+        f"{name} to open with an idle kernel",
+        poll=1.0,
+        detail=lambda: {k: v for k, v in driver.execute_script(NOTEBOOK_STATE).items() if k != "prompts"},
+    )
     menu = next(m for m in driver.find_elements(By.CSS_SELECTOR, ".lm-MenuBar-item") if m.text.strip() == "Run")
     menu.click()
-    wait_for(driver, lambda: driver.find_elements(By.CSS_SELECTOR, '.lm-Menu-item[data-command="runmenu:run-all"]'),
-             30, "the Run menu")[0].click()
+    wait_for(
+        driver,
+        lambda: driver.find_elements(By.CSS_SELECTOR, '.lm-Menu-item[data-command="runmenu:run-all"]'),
+        30,
+        "the Run menu",
+    )[0].click()
     start = time.monotonic()
 
     def finished():
@@ -292,9 +334,14 @@ def move_and_check(driver, name: str, cell: int, control: str, act) -> None:
 
     def updated():
         state = driver.execute_script(PANEL_STATE, cell)
-        done = state["hash"] != before["hash"] and state["content"] > 0 and not driver.execute_script(
-            "return document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
-            ".jp-Notebook-ExecutionIndicator').getAttribute('data-status') !== 'idle'")
+        done = (
+            state["hash"] != before["hash"]
+            and state["content"] > 0
+            and not driver.execute_script(
+                "return document.querySelector('.jp-NotebookPanel:not(.lm-mod-hidden) "
+                ".jp-Notebook-ExecutionIndicator').getAttribute('data-status') !== 'idle'"
+            )
+        )
         return state if done or state["stderr"] else None
 
     after = wait_for(driver, updated, UPDATE_TIMEOUT, f"{name}: the panel to change after moving {control}")

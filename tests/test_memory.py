@@ -78,11 +78,11 @@ def test_lorenz_forecasting_targets_are_the_next_observation():
 def test_smoothing_target_and_the_causal_floor():
     weights = smoothing_weights(3.0)
     assert np.sum(weights**2) == pytest.approx(1.0)
-    future = np.sum(weights[len(weights) // 2 + 1:] ** 2)
+    future = np.sum(weights[len(weights) // 2 + 1 :] ** 2)
     assert future == pytest.approx(0.406, abs=5e-4)  # notebook 3.1: the floor for any causal model
     x, y = smoothing_seq2seq(4, length=30, seed=0)
     k = 15
-    assert y[0, k].item() == pytest.approx(float(np.dot(weights, x[0, k - 9:k + 10, 0].numpy())), abs=1e-5)
+    assert y[0, k].item() == pytest.approx(float(np.dot(weights, x[0, k - 9 : k + 10, 0].numpy())), abs=1e-5)
 
 
 def test_white_noise_output_variance_is_the_kernel_energy():
@@ -97,12 +97,15 @@ def test_white_noise_output_variance_is_the_kernel_energy():
     "ch3-curse-of-memory",
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ch3-four-memories",
-    statement=("Best sums of m real exponentials: the exponentially decaying kernel is below 1e-7 at m = 6, the "
-               "polynomially decaying one only at 0.00022 (a factor 4-5 per unit); the delayed bump is still off by "
-               "40% with 12 units"),
+    statement=(
+        "Best sums of m real exponentials: the exponentially decaying kernel is below 1e-7 at m = 6, the "
+        "polynomially decaying one only at 0.00022 (a factor 4-5 per unit); the delayed bump is still off by "
+        "40% with 12 units"
+    ),
     number="0.00022",
-    tolerance=("exp. decay < 1e-7 at m = 6; polynomial in (1e-4, 1e-3); ratio > 1e3; 3 < per-unit factor < 6; bump "
-               "(m = 12) > 0.3"),
+    tolerance=(
+        "exp. decay < 1e-7 at m = 6; polynomial in (1e-4, 1e-3); ratio > 1e3; 3 < per-unit factor < 6; bump (m = 12) > 0.3"
+    ),
 )
 def test_exponential_sums_curse_of_memory():
     """Notebook 3.2: best real-rate exponential sums on [0, 100] for four kinds of memory."""
@@ -113,8 +116,10 @@ def test_exponential_sums_curse_of_memory():
         "airy": airy_kernel(LAGS, 6.0),
     }
     sizes = {"exponential": 8, "polynomial": 8, "bump": 12, "airy": 8}
-    errors = {name: np.array([step[2] for step in exponential_sum_path(LAGS, rho, sizes[name])])
-              for name, rho in targets.items()}
+    errors = {
+        name: np.array([step.error for step in exponential_sum_path(LAGS, rho, sizes[name])])
+        for name, rho in targets.items()
+    }
     for values in errors.values():
         assert np.all(np.diff(values) <= 0)  # never worse with more units
     assert errors["exponential"][5] < 1e-7  # m = 6 (notebook: 1.3e-8)
@@ -131,9 +136,11 @@ def test_exponential_sums_curse_of_memory():
     "ch3-delay-constant",
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ch3-delay-constant",
-    statement=("A delayed bump e^{-(s-t0)^2} decays faster than any exponential, but the constant gamma of the "
-               "Jackson-type bound (beta = 1, k = 1..3) grows like e^{t0} (fitted rate 1.00), and the best error "
-               "of m = 6 real exponentials grows with the delay (0.0012 at t0 = 0, 0.54 at t0 = 6)"),
+    statement=(
+        "A delayed bump e^{-(s-t0)^2} decays faster than any exponential, but the constant gamma of the "
+        "Jackson-type bound (beta = 1, k = 1..3) grows like e^{t0} (fitted rate 1.00), and the best error "
+        "of m = 6 real exponentials grows with the delay (0.0012 at t0 = 0, 0.54 at t0 = 6)"
+    ),
     number="1.00",
     tolerance=("fitted rate of log gamma in [0.95, 1.05]; m = 6 errors increase with t0 from < 0.01 to > 0.4"),
 )
@@ -142,13 +149,20 @@ def test_delay_sets_the_constant_of_the_rate():
 
     delays = np.arange(7.0)
     fine = np.linspace(0, 20, 20001)
-    gamma = np.array([max(np.max(np.exp(fine) * np.abs(hermval(fine - d, np.eye(4)[k])) * np.exp(-(fine - d) ** 2))
-                          for k in (1, 2, 3)) for d in delays])
+    gamma = np.array(
+        [
+            max(
+                np.max(np.exp(fine) * np.abs(hermval(fine - d, np.eye(4)[k])) * np.exp(-((fine - d) ** 2)))
+                for k in (1, 2, 3)
+            )
+            for d in delays
+        ]
+    )
     # the Hermite form is the derivative: check k = 1 against finite differences at t0 = 2
     bump = np.exp(-((fine - 2) ** 2))
     assert np.abs(np.gradient(bump, fine) + hermval(fine - 2, [0, 1]) * bump)[1:-1].max() < 1e-5
     assert 0.95 <= np.polyfit(delays[1:], np.log(gamma[1:]), 1)[0] <= 1.05
-    errors = [exponential_sum_path(LAGS, delayed_bump_kernel(LAGS, delay=d), 6)[-1][2] for d in delays]
+    errors = [exponential_sum_path(LAGS, delayed_bump_kernel(LAGS, delay=d), 6)[-1].error for d in delays]
     assert np.all(np.diff(errors) > 0)
     assert errors[0] < 0.01 and errors[-1] > 0.4
 
@@ -157,8 +171,10 @@ def test_delay_sets_the_constant_of_the_rate():
     "ch3-longer-window",
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ch3-finite-window",
-    statement=("With m = 6 fixed, the error on the polynomial kernel grows with the window (5.5e-07 on [0, 10] to "
-               "0.00081 on [0, 300]) while the exponentially decaying kernel stays below 1e-7"),
+    statement=(
+        "With m = 6 fixed, the error on the polynomial kernel grows with the window (5.5e-07 on [0, 10] to "
+        "0.00081 on [0, 300]) while the exponentially decaying kernel stays below 1e-7"
+    ),
     number="0.00081",
     tolerance=("errors increase with the window, x100 from [0, 10] to [0, 300]; exp. decay < 1e-7 on every window"),
 )
@@ -166,8 +182,8 @@ def test_polynomial_memory_needs_more_units_on_longer_windows():
     growth = []
     for window in (10, 30, 100, 300):
         s = 0.25 * np.arange(4 * window + 1)
-        assert exponential_sum_path(s, np.exp(-s) * polynomial_kernel(s), 6)[-1][2] < 1e-7
-        growth.append(exponential_sum_path(s, polynomial_kernel(s), 6)[-1][2])
+        assert exponential_sum_path(s, np.exp(-s) * polynomial_kernel(s), 6)[-1].error < 1e-7
+        growth.append(exponential_sum_path(s, polynomial_kernel(s), 6)[-1].error)
     assert all(a < b for a, b in zip(growth, growth[1:]))  # 5.5e-7, 2.2e-5, 2.2e-4, 8.1e-4
     assert growth[-1] / growth[0] > 100
 
@@ -175,7 +191,7 @@ def test_polynomial_memory_needs_more_units_on_longer_windows():
 def test_best_exponential_sum_and_validation():
     rates, coefficients, fitted, error = best_exponential_sum(LAGS, polynomial_kernel(LAGS), 4)
     assert rates.shape == coefficients.shape == (4,) and np.all(np.diff(rates) > 0)
-    assert error == pytest.approx(exponential_sum_path(LAGS, polynomial_kernel(LAGS), 4)[-1][2])
+    assert error == pytest.approx(exponential_sum_path(LAGS, polynomial_kernel(LAGS), 4)[-1].error)
     assert fitted == pytest.approx(np.exp(-np.outer(LAGS, rates)) @ coefficients)
     rates_one, coefficients_one, _, error_one = best_exponential_sum(LAGS, np.exp(-0.7 * LAGS), 1)
     assert rates_one[0] == pytest.approx(0.7, rel=1e-6) and error_one < 1e-10
@@ -200,8 +216,10 @@ def _forcing(t):
     "ch3-mori-zwanzig",
     page="notebooks/ch3/01_sequence_modelling",
     anchor="ch3-mori-zwanzig",
-    statement=("Eliminating three hidden variables leaves a memory equation that reproduces the resolved variable to"
-               " 0.0022 (Euler, dt = 0.005); dropping the memory term gives an error of 1.7"),
+    statement=(
+        "Eliminating three hidden variables leaves a memory equation that reproduces the resolved variable to"
+        " 0.0022 (Euler, dt = 0.005); dropping the memory term gives an error of 1.7"
+    ),
     number="0.0022",
     tolerance=("memory equation < 5e-3; without memory > 1.0"),
 )
@@ -209,8 +227,14 @@ def test_eliminating_variables_creates_memory():
     """Notebook 3.1: the memory equation reproduces the full system; dropping the memory does not."""
     dt, horizon = 0.005, 15.0
     times = dt * np.arange(int(horizon / dt) + 1)
-    full = solve_ivp(lambda t, u: A @ u + np.r_[_forcing(t), 0, 0, 0], (0, horizon), np.r_[1.0, 0, 0, 0], t_eval=times,
-                     rtol=1e-10, atol=1e-12).y[0]
+    full = solve_ivp(
+        lambda t, u: A @ u + np.r_[_forcing(t), 0, 0, 0],
+        (0, horizon),
+        np.r_[1.0, 0, 0, 0],
+        t_eval=times,
+        rtol=1e-10,
+        atol=1e-12,
+    ).y[0]
     markov, kernel = eliminate_hidden_variables(A, resolved=1)
     assert markov[0, 0] == -0.2
     assert kernel([0.7])[0, 0, 0] == pytest.approx(A[0, 1:] @ expm(A[1:, 1:] * 0.7) @ A[1:, 0])
@@ -225,8 +249,10 @@ def test_eliminating_variables_creates_memory():
     "ch3-markovian-limit",
     page="notebooks/ch3/01_sequence_modelling",
     anchor="ex-ch3-fast-hidden",
-    statement=("When the hidden variables are eps times faster, the Markovian model's error shrinks in proportion to"
-               " eps: 0.077 at eps = 0.1, 0.0078 at eps = 0.01"),
+    statement=(
+        "When the hidden variables are eps times faster, the Markovian model's error shrinks in proportion to"
+        " eps: 0.077 at eps = 0.1, 0.0078 at eps = 0.01"
+    ),
     number="0.0078",
     tolerance=("error ratio between eps = 0.1 and 0.01 is 10 within 20%"),
 )
@@ -237,8 +263,15 @@ def test_markovian_error_shrinks_with_the_speed_of_the_hidden_variables():
     for eps in (0.1, 0.01):
         fast = A.copy()
         fast[1:, :] /= eps
-        reference = solve_ivp(lambda t, u: fast @ u + np.r_[_forcing(t), 0, 0, 0], (0, 15), np.r_[1.0, 0, 0, 0],
-                              t_eval=times, method="LSODA", rtol=1e-9, atol=1e-11).y[0]
+        reference = solve_ivp(
+            lambda t, u: fast @ u + np.r_[_forcing(t), 0, 0, 0],
+            (0, 15),
+            np.r_[1.0, 0, 0, 0],
+            t_eval=times,
+            method="LSODA",
+            rtol=1e-9,
+            atol=1e-11,
+        ).y[0]
         rate = fast[0, 0] - fast[0, 1:] @ np.linalg.solve(fast[1:, 1:], fast[1:, 0])
         markov = solve_ivp(lambda t, u: rate * u + _forcing(t), (0, 15), [1.0], t_eval=times, rtol=1e-10).y[0]
         errors.append(np.abs(markov - reference).max())
@@ -268,7 +301,7 @@ def test_solution_units_needed_for_a_relative_error_below_one_in_a_thousand():
     for window in (10, 30, 100, 300):
         s = 0.25 * np.arange(4 * window + 1)
         for name, rho, max_m in (("polynomial", polynomial_kernel(s), 6), ("damped", np.exp(-s) * polynomial_kernel(s), 3)):
-            errors = [step[2] for step in exponential_sum_path(s, rho, max_m)]  # the path is nested in max_m
+            errors = [step.error for step in exponential_sum_path(s, rho, max_m)]  # the path is nested in max_m
             below = [m for m, error in enumerate(errors, start=1) if error < 1e-3]
             needed[name].append(below[0] if below else np.inf)
     assert needed["damped"] == [3, 3, 3, 3]
@@ -303,12 +336,12 @@ def test_kinked_kernel_and_the_rate_construction():
     page="notebooks/ch3/02_approximation_and_memory",
     anchor="ch3-jackson-rate",
     statement="Jackson-type rate beside the measurement: for rho_p(s) = e^{-s}|e^{-s} - 1/2|^p with p = 2.5, 3.5, 4.5 "
-              "(theorem: alpha = 1, 2, 3) the L1 error of an m-unit linear RNN (rates 1..m, least squares) falls "
-              "with slopes -3.46, -4.95, -6.16 over m = 4-24: faster than the guaranteed m^-alpha, and steeper "
-              "with each order of smoothness",
+    "(theorem: alpha = 1, 2, 3) the L1 error of an m-unit linear RNN (rates 1..m, least squares) falls "
+    "with slopes -3.46, -4.95, -6.16 over m = 4-24: faster than the guaranteed m^-alpha, and steeper "
+    "with each order of smoothness",
     number="-3.46",
     tolerance="slope < -(alpha + 1) for every p; each order of smoothness steepens the slope by 0.8 to 2; "
-              "the fitted bound C m^-alpha lies above every measured error",
+    "the fitted bound C m^-alpha lies above every measured error",
 )
 def test_jackson_rate_is_set_by_smoothness():
     """Notebook 3.2: slopes -3.46, -4.95, -6.16 (alpha = 1, 2, 3), the same computation and settings."""
@@ -323,7 +356,6 @@ def test_jackson_rate_is_set_by_smoothness():
     steps = -np.diff(slopes)
     assert np.all((0.8 <= steps) & (steps <= 2.0))  # smoothness sets the rate
     assert slopes[0] == pytest.approx(-3.46, abs=0.01)
-
 
 
 def test_data_sets_follow_the_device_rule_and_leave_the_global_state_alone():

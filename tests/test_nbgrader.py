@@ -82,16 +82,19 @@ def test_book_exercise_reference_solution_is_the_books(problem):
         if cell["cell_type"] == "code" and "solution" in cell["metadata"].get("tags", []):
             book.update(functions("".join(cell["source"])))
     mine = functions(problem.solution)
-    assert mine and all(book.get(name) == dump for name, dump in mine.items()), \
+    assert mine and all(book.get(name) == dump for name, dump in mine.items()), (
         f"{problem.label}: the reference solution differs from the book's solution in {problem.book_notebook}"
+    )
     assert f":label: {problem.label}" in "".join("".join(c["source"]) for c in nb["cells"])
 
 
 def test_solution_regions_wrap_function_bodies_only():
     source = 'import math\n\n\ndef f(x):\n    """Doc."""\n    y = x + 1\n    return y\n\n\nSCALE = 2'
     regions = solution_regions(source)
-    assert regions == ('import math\n\n\ndef f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n'
-                       '    ### END SOLUTION\n\n\nSCALE = 2')
+    assert regions == (
+        'import math\n\n\ndef f(x):\n    """Doc."""\n    ### BEGIN SOLUTION\n    y = x + 1\n    return y\n'
+        "    ### END SOLUTION\n\n\nSCALE = 2"
+    )
     with pytest.raises(CourseworkError, match="defines no function"):
         solution_regions("x = 1")
 
@@ -130,8 +133,11 @@ NBGRADER = shutil.which("nbgrader", path=str(Path(sys.executable).parent))  # th
 
 
 def nbgrader(course: Path, *args: str) -> str:
-    env = {**os.environ, "MLDYN_GRADING": "",  # the assignment's setup cell alone switches grading mode on
-           "PATH": os.pathsep.join([str(Path(NBGRADER).parent), os.environ.get("PATH", "")])}  # nbgrader calls alembic
+    env = {
+        **os.environ,
+        "MLDYN_GRADING": "",  # the assignment's setup cell alone switches grading mode on
+        "PATH": os.pathsep.join([str(Path(NBGRADER).parent), os.environ.get("PATH", "")]),
+    }  # nbgrader calls alembic
     done = subprocess.run([NBGRADER, *args], cwd=course, capture_output=True, text=True, env=env, timeout=600)
     assert done.returncode == 0, f"nbgrader {' '.join(args)} failed:\n{done.stdout}\n{done.stderr}"
     return done.stdout + done.stderr
@@ -195,12 +201,14 @@ def test_nbgrader_round_trip(course, chapter):
     with Gradebook(f"sqlite:///{course / 'gradebook.db'}") as gradebook:
         alice = gradebook.find_submission_notebook(chapter, chapter, "alice")
         bob = gradebook.find_submission_notebook(chapter, chapter, "bob")
-        assert (alice.score, alice.max_score) == (total, total), \
+        assert (alice.score, alice.max_score) == (total, total), (
             f"the reference solutions lost points: {[(g.name, g.score) for g in alice.grades if g.score < g.max_score]}"
+        )
         lost = {g.name: g.max_score - g.score for g in bob.grades if g.score < g.max_score}
         mistake = next(p for p in graded if p.label == wrong)
-        assert lost == {f"{wrong}-tests": mistake.visible_points, f"{wrong}-hidden": mistake.hidden_points}, \
+        assert lost == {f"{wrong}-tests": mistake.visible_points, f"{wrong}-hidden": mistake.hidden_points}, (
             f"{wrong} should lose its {mistake.points} points, and nothing else: {lost}"
+        )
         assert bob.score == total - mistake.points
 
     feedback = html.unescape((course / "feedback" / "bob" / chapter / f"{chapter}.html").read_text(encoding="utf-8"))

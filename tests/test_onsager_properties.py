@@ -22,7 +22,7 @@ SCALES = st.floats(min_value=0.1, max_value=3.0)
 
 def random_model(seed, dim, alpha, beta, scale, force="none"):
     torch.manual_seed(seed)
-    model = OnsagerNet(dim, hidden=8, alpha=alpha, beta=beta, force=force).double()
+    model = OnsagerNet(dim, width=8, alpha=alpha, beta=beta, force=force).double()
     with torch.no_grad():
         for p in model.parameters():
             p.copy_(scale * torch.randn_like(p))

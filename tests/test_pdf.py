@@ -48,15 +48,16 @@ def pdf() -> Path:
         if shutil.which(tool) is None:
             skip_or_fail(f"needs poppler's {tool} (Debian: apt-get install poppler-utils)")
     if not PDF.exists():
-        skip_or_fail(f"no PDF at {PDF.relative_to(ROOT) if PDF.is_relative_to(ROOT) else PDF}: "
-                     f"build it with `python3 dev.py pdf` (needs {build_pdf.TEX_PACKAGES})")
+        skip_or_fail(
+            f"no PDF at {PDF.relative_to(ROOT) if PDF.is_relative_to(ROOT) else PDF}: "
+            f"build it with `python3 dev.py pdf` (needs {build_pdf.TEX_PACKAGES})"
+        )
     return PDF
 
 
 @cache
 def pdf_text(path: Path) -> str:
-    return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True,
-                          text=True).stdout
+    return subprocess.run(["pdftotext", "-layout", str(path), "-"], check=True, capture_output=True, text=True).stdout
 
 
 def normalise(text: str) -> str:
@@ -95,8 +96,11 @@ def panel_cells() -> dict[str, int]:
     found = {}
     for path in sorted((ROOT / "notebooks").rglob("*.ipynb")):
         nb = nbformat.read(path, as_version=4)
-        count = sum(any(build_pdf.WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
-                    for c in nb.cells if c.cell_type == "code")
+        count = sum(
+            any(build_pdf.WIDGET_MIME in o.get("data", {}) for o in c.get("outputs", []))
+            for c in nb.cells
+            if c.cell_type == "code"
+        )
         if count:
             found[str(path.relative_to(ROOT).with_suffix(""))] = count
     return found
@@ -137,10 +141,13 @@ def test_bibliography_lists_every_entry(pdf):
 
 
 def test_figures_are_in_the_pdf(pdf):
-    stored = sum("image/png" in o.get("data", {})
-                 for path in (ROOT / "notebooks").rglob("*.ipynb")
-                 for c in nbformat.read(path, as_version=4).cells if c.cell_type == "code"
-                 for o in c.get("outputs", []))
+    stored = sum(
+        "image/png" in o.get("data", {})
+        for path in (ROOT / "notebooks").rglob("*.ipynb")
+        for c in nbformat.read(path, as_version=4).cells
+        if c.cell_type == "code"
+        for o in c.get("outputs", [])
+    )
     listing = subprocess.run(["pdfimages", "-list", str(pdf)], check=True, capture_output=True, text=True).stdout
     images = len(listing.splitlines()) - 2  # two header lines
     assert images >= stored, f"{images} images in the PDF, the notebooks store {stored} figures"
@@ -149,10 +156,11 @@ def test_figures_are_in_the_pdf(pdf):
 def test_numbered_equations_are_numbered(pdf):
     """Every labelled display equation of the sources is a numbered equation in the LaTeX source."""
     sources = [p.read_text() for p in (ROOT / "book").glob("*.md")]
-    sources += ["\n".join(c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "markdown")
-                for p in (ROOT / "notebooks").rglob("*.ipynb")]
-    labels = sum(len(re.findall(r"\$\$\s*\([\w:-]+\)", s)) + len(re.findall(r"```\{math\}\s*\n:label:", s))
-                 for s in sources)
+    sources += [
+        "\n".join(c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "markdown")
+        for p in (ROOT / "notebooks").rglob("*.ipynb")
+    ]
+    labels = sum(len(re.findall(r"\$\$\s*\([\w:-]+\)", s)) + len(re.findall(r"```\{math\}\s*\n:label:", s)) for s in sources)
     if not (LATEX_SOURCE.exists() and PDF == build_pdf.PDF):
         pytest.skip("needs the LaTeX source of the PDF (_build/pdf/_build/latex/book.tex)")
     numbered = len(re.findall(r"\\begin\{equation\}", LATEX_SOURCE.read_text()))
@@ -177,9 +185,12 @@ def test_every_slider_panel_is_shown_as_its_figure(pdf):
 
 
 def test_exercises_are_in_the_pdf(pdf):
-    labels = [re.search(r":label: (\S+)", s) for p in (ROOT / "notebooks").rglob("*.ipynb")
-              for s in (c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "markdown")
-              if s.lstrip().startswith(("```{exercise}", ":::{exercise}"))]
+    labels = [
+        re.search(r":label: (\S+)", s)
+        for p in (ROOT / "notebooks").rglob("*.ipynb")
+        for s in (c.source for c in nbformat.read(p, as_version=4).cells if c.cell_type == "markdown")
+        if s.lstrip().startswith(("```{exercise}", ":::{exercise}"))
+    ]
     exercises = len([m for m in labels if m])
     assert exercises, "no exercise found in the notebooks: the test would check nothing"
     printed = len(re.findall(r"\bExercise \d+\b", pdf_text(pdf)))
@@ -198,17 +209,27 @@ def test_landing_page_links_the_pdf_only_when_built(tmp_path, built):
     """book/_ext/pdf_edition.py in a throwaway book built with -W -n: a link and a copy, or a sentence."""
     book = tmp_path / "book"
     book.mkdir()
-    (book / "_config.yml").write_text(yaml.safe_dump({
-        "title": "tiny", "execute": {"execute_notebooks": "off"},
-        "sphinx": {"local_extensions": {"pdf_edition": str(ROOT / "book" / "_ext")}}}))
+    (book / "_config.yml").write_text(
+        yaml.safe_dump(
+            {
+                "title": "tiny",
+                "execute": {"execute_notebooks": "off"},
+                "sphinx": {"local_extensions": {"pdf_edition": str(ROOT / "book" / "_ext")}},
+            }
+        )
+    )
     (book / "_toc.yml").write_text("format: jb-book\nroot: index\n")
     (book / "index.md").write_text(LANDING)
     pdf = tmp_path / "mldyn-book.pdf"
     if built:
         pdf.write_bytes(b"%PDF-1.4 stand-in\n")
     env = {**os.environ, "MLDYN_PDF": str(pdf)}
-    result = subprocess.run([str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "-W", "-n"],
-                            capture_output=True, text=True, env=env)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "jupyter-book"), "build", str(book), "-W", "-n"],
+        capture_output=True,
+        text=True,
+        env=env,
+    )
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     html = (book / "_build" / "html" / "index.html").read_text()
     copied = book / "_build" / "html" / "_static" / "mldyn-book.pdf"

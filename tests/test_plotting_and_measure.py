@@ -19,8 +19,10 @@ def test_loglog_slope_recovers_power_laws():
     assert np.exp(intercept) == pytest.approx(5.0)
 
 
-@pytest.mark.parametrize("x, y, error", [([1, 2], [1, -1], ValueError), ([1], [1], ValueError),
-                                         ([1, 2, 3], [1, 2], ValueError), ("ab", [1, 2], TypeError)])
+@pytest.mark.parametrize(
+    "x, y, error",
+    [([1, 2], [1, -1], ValueError), ([1], [1], ValueError), ([1, 2, 3], [1, 2], ValueError), ("ab", [1, 2], TypeError)],
+)
 def test_loglog_slope_rejects_bad_input(x, y, error):
     with pytest.raises(error):
         ml.loglog_slope(x, y)
@@ -36,8 +38,7 @@ def test_figure_has_book_panel_size():
 
 def test_loglog_convergence_reports_slope_in_legend():
     fig, ax = plotting.figure()
-    slope = plotting.loglog_convergence(ax, [1, 2, 4, 8], [1, 0.5, 0.25, 0.125], "Euler", "h", "error",
-                                        reference_slope=-1)
+    slope = plotting.loglog_convergence(ax, [1, 2, 4, 8], [1, 0.5, 0.25, 0.125], "Euler", "h", "error", reference_slope=-1)
     assert slope == pytest.approx(-1.0)
     assert "slope -1.00" in ax.get_legend().get_texts()[0].get_text()
     plt.close(fig)

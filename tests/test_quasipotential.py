@@ -22,8 +22,9 @@ def maier_stein_10(points):
 
 @pytest.fixture(scope="module")
 def known_fit():
-    states, drift_samples = qp.simulate_increments(qp.rotating_double_well_drift, 5000, 10, dt=0.01, eps=1e-4, seed=0,
-                                                   device="cpu")
+    states, drift_samples = qp.simulate_increments(
+        qp.rotating_double_well_drift, 5000, 10, dt=0.01, eps=1e-4, seed=0, device="cpu"
+    )
     return states, drift_samples, qp.fit_decomposition(states, drift_samples, seed=0).model
 
 
@@ -39,9 +40,9 @@ def test_known_drift_has_the_stated_decomposition():
     "ch4-increment-noise",
     page="notebooks/ch4/04_high_dimension_and_quasipotentials",
     anchor="ch4-quasipotentials",
-    statement=('Finite-difference drift estimates carry noise of rms sqrt(2 eps / dt) = 0.142'),
-    number='0.142',
-    tolerance='within 2% of sqrt(2e-4 / 0.01)',
+    statement=("Finite-difference drift estimates carry noise of rms sqrt(2 eps / dt) = 0.142"),
+    number="0.142",
+    tolerance="within 2% of sqrt(2e-4 / 0.01)",
 )
 def test_increment_noise_has_the_expected_size(known_fit):
     states, drift_samples, _ = known_fit
@@ -59,8 +60,11 @@ def test_decomposition_loss_matches_its_definition(known_fit):
     grad_u = torch.autograd.grad(out[:, 0].sum(), x)[0]
     g = out[:, 1:]
     scale = (grad_u**2).sum(1) + (g**2).sum(1) + 1e-2
-    expected = (((drift_samples[:500] + grad_u - g) ** 2).sum(1).mean() + 3.0 * ((grad_u * g).sum(1) ** 2 / scale).mean()
-                + 0.1 * (g**2).sum(1).mean())
+    expected = (
+        ((drift_samples[:500] + grad_u - g) ** 2).sum(1).mean()
+        + 3.0 * ((grad_u * g).sum(1) ** 2 / scale).mean()
+        + 0.1 * (g**2).sum(1).mean()
+    )
     loss = qp.decomposition_loss(model, states[:500], drift_samples[:500], orthogonality=3.0, rotation=0.1)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
 
@@ -70,14 +74,13 @@ def test_decomposition_loss_matches_its_definition(known_fit):
     page="notebooks/ch4/04_high_dimension_and_quasipotentials",
     anchor="ch4-quasipotentials",
     statement=(
-        'On the rotating double well the learned decomposition gives U within 3.3% (relative L2), '
-        'orthogonality residual 0.0194, barrier 2 Delta U = 0.503 against 0.5, and an escape path within '
-        '0.0235 of the minimum action path'
+        "On the rotating double well the learned decomposition gives U within 3.3% (relative L2), "
+        "orthogonality residual 0.0194, barrier 2 Delta U = 0.503 against 0.5, and an escape path within "
+        "0.0235 of the minimum action path"
     ),
-    number='0.503',
+    number="0.503",
     tolerance=(
-        'U error < 0.05; residual < 0.05; barrier within 5% of 0.5; minimum action within 1e-3 of 0.5; path '
-        'distance < 0.05'
+        "U error < 0.05; residual < 0.05; barrier within 5% of 0.5; minimum action within 1e-3 of 0.5; path distance < 0.05"
     ),
 )
 def test_learned_decomposition_of_the_known_system(known_fit):
@@ -106,12 +109,9 @@ def test_learned_decomposition_of_the_known_system(known_fit):
     "ch4-gmam-straight-line",
     page="notebooks/ch4/04_high_dimension_and_quasipotentials",
     anchor="ch4-quasipotentials",
-    statement=(
-        'The geometric action of the straight line from (-1, 0) to the saddle of the rotating double well is '
-        '0.6036'
-    ),
-    number='0.6036',
-    tolerance='|action - 0.6036| <= 1e-4',
+    statement=("The geometric action of the straight line from (-1, 0) to the saddle of the rotating double well is 0.6036"),
+    number="0.6036",
+    tolerance="|action - 0.6036| <= 1e-4",
 )
 def test_geometric_action_matches_its_definition():
     path = torch.tensor(STRAIGHT)
@@ -127,11 +127,11 @@ def test_geometric_action_matches_its_definition():
     page="notebooks/ch4/04_high_dimension_and_quasipotentials",
     anchor="ch4-maier-stein",
     statement=(
-        'Minimum action from (-1, 0) to the saddle: 0.500 for beta = 1 and 3 (path on the axis), 0.3402 for '
-        'beta = 10 (path bulging to |y| = 0.313)'
+        "Minimum action from (-1, 0) to the saddle: 0.500 for beta = 1 and 3 (path on the axis), 0.3402 for "
+        "beta = 10 (path bulging to |y| = 0.313)"
     ),
-    number='0.3402',
-    tolerance='|V - 0.5| <= 1e-3 (beta = 1, 3); |V - 0.340| <= 0.002 and max |y| within 0.01 of 0.313 (beta = 10)',
+    number="0.3402",
+    tolerance="|V - 0.5| <= 1e-3 (beta = 1, 3); |V - 0.340| <= 0.002 and max |y| within 0.01 of 0.313 (beta = 10)",
 )
 def test_maier_stein_minimum_action_paths():
     gradient_case = qp.minimum_action_path(lambda p: qp.maier_stein_drift(p, 1.0), BENT, rounds=20)[1]
@@ -159,11 +159,11 @@ def _barriers(model):
     page="notebooks/ch4/04_high_dimension_and_quasipotentials",
     anchor="ch4-maier-stein",
     statement=(
-        'On Maier-Stein (beta = 10) the learned barrier is 0.199 against the minimum action 0.340 (42% low): '
-        'the 5% target is not met'
+        "On Maier-Stein (beta = 10) the learned barrier is 0.199 against the minimum action 0.340 (42% low): "
+        "the 5% target is not met"
     ),
-    number='0.199',
-    tolerance='0.15 < barrier < 0.25; relative error > 5%; right well below left; orthogonality residual < 0.05',
+    number="0.199",
+    tolerance="0.15 < barrier < 0.25; relative error > 5%; right well below left; orthogonality residual < 0.05",
 )
 def test_maier_stein_decomposition_falls_short_at_this_budget(maier_stein_data):
     model = qp.fit_decomposition(*maier_stein_data, seed=0).model
@@ -179,14 +179,13 @@ def test_maier_stein_decomposition_falls_short_at_this_budget(maier_stein_data):
     page="notebooks/ch4/04_high_dimension_and_quasipotentials",
     anchor="ch4-maier-stein",
     statement=(
-        'Neither remedy selects the quasipotential: a mirror-symmetric network gives 0.0587; a selection term'
-        ' gives 0.27 at kappa = 0.1 and 0.41 at kappa = 0.3, passing the reference 0.340 instead of levelling'
-        ' off, with orthogonality residuals 0.213 and 0.135'
+        "Neither remedy selects the quasipotential: a mirror-symmetric network gives 0.0587; a selection term"
+        " gives 0.27 at kappa = 0.1 and 0.41 at kappa = 0.3, passing the reference 0.340 instead of levelling"
+        " off, with orthogonality residuals 0.213 and 0.135"
     ),
-    number='0.41',
+    number="0.41",
     tolerance=(
-        'mirror < 0.1; kappa = 0.1 below 0.95 x 0.340 and kappa = 0.3 above 1.05 x 0.340; difference > 0.1; '
-        'residuals > 0.1'
+        "mirror < 0.1; kappa = 0.1 below 0.95 x 0.340 and kappa = 0.3 above 1.05 x 0.340; difference > 0.1; residuals > 0.1"
     ),
 )
 def test_maier_stein_remedies_do_not_select_the_quasipotential(maier_stein_data):
@@ -218,8 +217,42 @@ def test_fit_decomposition_leaves_the_global_rng_alone_and_is_repeatable():
         assert torch.equal(first.model.potential(x), again.model.potential(x))
         assert torch.equal(first.model.potential(x), generated.model.potential(x))
     assert first.options.steps == 5 and first.seed == 3 and generated.seed is None and first.cpu_seconds > 0
+    assert first.history["step"] == [0, 4] and first.history["loss"] == first.losses
     with pytest.raises(TypeError, match="unexpected keyword"):
         qp.fit_decomposition(x, target, epochs=5)
+
+
+def test_train_averaged_uniform_and_exponential_averages():
+    """The shared loop of chapter 4 (mldyn_lite.training.train_averaged): the uniform average of the iterates
+    from average_from on, or their exponential moving average, as fit_decomposition uses it."""
+    from mldyn_lite.training import train_averaged
+
+    def run(**kw):
+        model = torch.nn.Linear(1, 1)
+        with torch.no_grad():
+            model.weight.fill_(1.0)
+            model.bias.fill_(0.0)
+        iterates = []
+
+        def loss_at(step):
+            if step > 0:
+                iterates.append(model.weight.item())
+            return (model.weight - 3.0).pow(2).sum()
+
+        result = train_averaged(model, loss_at, steps=5, lr=0.1, final_lr=0.01, record_every=2, **kw)
+        iterates.append(model.weight.item())
+        return result, iterates
+
+    uniform, iterates = run(average_from=0.6)
+    assert uniform.model.weight.item() == pytest.approx(np.mean(iterates[3:]), rel=1e-6)
+    assert uniform.history["step"] == [0, 2, 4] and len(uniform.history["loss"]) == 3
+    ema, iterates = run(ema=0.5)
+    expected = iterates[0]
+    for value in iterates[1:]:
+        expected = 0.5 * expected + 0.5 * value
+    assert ema.model.weight.item() == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(TypeError, match="model"):
+        train_averaged("net", lambda step: None, steps=1, lr=0.1, final_lr=0.1)
 
 
 def test_mirror_network_is_symmetric_and_may_have_a_kink_on_the_axis():
@@ -244,8 +277,11 @@ def test_selection_term_matches_its_definition():
     _, grad_u, g = model.parts(x)
     dot = torch.relu((grad_u * g).sum(1))
     scale = (grad_u**2).sum(1) + (g**2).sum(1) + 1e-2
-    expected = (((target + grad_u - g) ** 2).sum(1).mean() + 3.0 * (dot**2 / scale).mean()
-                - 0.2 * (model.potential(x).mean() - model.potential(anchors).mean()))
+    expected = (
+        ((target + grad_u - g) ** 2).sum(1).mean()
+        + 3.0 * (dot**2 / scale).mean()
+        - 0.2 * (model.potential(x).mean() - model.potential(anchors).mean())
+    )
     loss = qp.decomposition_loss(model, x, target, selection=0.2, anchors=anchors, one_sided=True)
     assert loss.item() == pytest.approx(expected.item(), rel=1e-5)
     with pytest.raises(ValueError, match="anchors"):

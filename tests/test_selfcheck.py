@@ -61,13 +61,16 @@ def test_correct_midpoint_passes():
     assert str(result) == "✓ ex-ch1-midpoint: midpoint_flow passed all 3 checks."
 
 
-@pytest.mark.parametrize("wrong, case, hint", [
-    (euler_flow, 1, "this is forward Euler"),
-    (midpoint_full_predictor, 1, "the predictor goes a full step"),
-    (midpoint_time_at_start, 2, "the second evaluation of f uses the time t_n"),
-    (midpoint_with_path, 1, "return only the final state x_L, not the whole path"),
-    (midpoint_in_place, 1, "x0 was modified in place"),
-])
+@pytest.mark.parametrize(
+    "wrong, case, hint",
+    [
+        (euler_flow, 1, "this is forward Euler"),
+        (midpoint_full_predictor, 1, "the predictor goes a full step"),
+        (midpoint_time_at_start, 2, "the second evaluation of f uses the time t_n"),
+        (midpoint_with_path, 1, "return only the final state x_L, not the whole path"),
+        (midpoint_in_place, 1, "x0 was modified in place"),
+    ],
+)
 def test_wrong_midpoint_is_caught_with_its_hint(wrong, case, hint):
     result = check_midpoint_flow(wrong)
     assert not result and result.failed_case == case
@@ -86,6 +89,7 @@ def test_midpoint_of_unknown_mistake_gets_the_generic_hint_and_the_numbers():
 
 def test_first_order_scheme_fails_the_order_case():
     """A scheme that agrees with the midpoint rule for steps <= 3 but is Euler beyond: only the slope catches it."""
+
     def sneaky(f, x0, T, steps):
         return (midpoint_flow if steps <= 3 else euler_flow)(f, x0, T, steps)
 
@@ -127,20 +131,29 @@ def no_constant(times, trajectory):
     return np.linalg.lstsq(trajectory[1:-1], (trajectory[2:] - trajectory[:-2]) / (2 * dt), rcond=None)[0]
 
 
-@pytest.mark.parametrize("answer", [fit_linear_field, lambda t, x: fit_polynomial_vector_field(t, x, degree=1),
-                                    lambda t, x: torch.as_tensor(fit_linear_field(t, x))])
+@pytest.mark.parametrize(
+    "answer",
+    [
+        fit_linear_field,
+        lambda t, x: fit_polynomial_vector_field(t, x, degree=1),
+        lambda t, x: torch.as_tensor(fit_linear_field(t, x)),
+    ],
+)
 def test_correct_fits_pass(answer):
     result = check_linear_field_fit(answer)
     assert result.passed, str(result)
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (forward_differences, "these are forward differences"),
-    (central_over_dt, "divides by 2Δt, not Δt"),
-    (hard_coded_step, "as if Δt were 0.01"),
-    (transposed, "transposed"),
-    (no_constant, "the constant feature is missing"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (forward_differences, "these are forward differences"),
+        (central_over_dt, "divides by 2Δt, not Δt"),
+        (hard_coded_step, "as if Δt were 0.01"),
+        (transposed, "transposed"),
+        (no_constant, "the constant feature is missing"),
+    ],
+)
 def test_wrong_fit_is_caught_with_its_hint(wrong, hint):
     result = check_linear_field_fit(wrong)
     assert not result and result.failed_case == 1
@@ -188,8 +201,11 @@ def test_run_cases_stops_at_the_first_failure():
         calls.append("second")
         raise CaseFailed("1", "2", "add better")
 
-    result = run_cases("ex-demo", len, [("first", lambda: calls.append("first")), ("second", failing),
-                                         ("third", lambda: calls.append("third"))])
+    result = run_cases(
+        "ex-demo",
+        len,
+        [("first", lambda: calls.append("first")), ("second", failing), ("third", lambda: calls.append("third"))],
+    )
     assert calls == ["first", "second"]
     assert result == CheckResult("ex-demo", "len", 3, False, 2, "second", "1", "2", "add better")
 
@@ -266,12 +282,17 @@ def test_grading_mode_makes_run_all_stop_at_the_failed_check(default_mode, tmp_p
 
     nb = nbformat.v4.new_notebook()
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_code_cell(source) for source in (
-        "from mldyn_lite import selfcheck\nselfcheck.grading_mode(True)",
-        "def midpoint_flow(f, x0, T, steps):\n    return x0 + T * f(0.0, x0)",
-        "print(selfcheck.check_midpoint_flow(midpoint_flow))",
-        "print('after')")]
-    run = NotebookClient(nb, timeout=120, kernel_name="python3", allow_errors=True,
-                         resources={"metadata": {"path": str(tmp_path)}}).execute()
+    nb.cells = [
+        nbformat.v4.new_code_cell(source)
+        for source in (
+            "from mldyn_lite import selfcheck\nselfcheck.grading_mode(True)",
+            "def midpoint_flow(f, x0, T, steps):\n    return x0 + T * f(0.0, x0)",
+            "print(selfcheck.check_midpoint_flow(midpoint_flow))",
+            "print('after')",
+        )
+    ]
+    run = NotebookClient(
+        nb, timeout=120, kernel_name="python3", allow_errors=True, resources={"metadata": {"path": str(tmp_path)}}
+    ).execute()
     errors = [(k, o.ename) for k, c in enumerate(run.cells) for o in c.outputs if o.output_type == "error"]
     assert errors == [(2, "SelfCheckFailed")]

@@ -1,15 +1,17 @@
 """Self-checks of chapter 2: the notebooks' solutions pass, typical wrong answers fail with the hint that names them."""
 
+import numpy as np
 import pytest
 import torch
 
 from mldyn_lite import control as ctl
 from mldyn_lite import sme
-from mldyn_lite.selfcheck import check, check_costate, check_gradient_noise_covariance
+from mldyn_lite.selfcheck import check, check_costate, check_gradient_noise_covariance, check_nesterov_transition
 
 from notebook_cells import solution_function
 
 # --- ex-ch2-costate (notebook 2.4) --------------------------------------------------------------
+
 
 def costate_pass(states, weights, biases, y, delta):
     """The solution of notebook 2.4, as a reader would write it."""
@@ -26,9 +28,19 @@ def package_costates(states, weights, biases, y, delta):
     return ctl.costates(states, weights, biases, ctl.terminal_costate(ctl.sum_readout_loss, states[-1], y), delta)
 
 
-def costate_variant(*, sign=-1.0, factor=2.0, mean=True, step=None, order=slice(None, None, -1), only_first=False,
-                    as_list=False, fixed_delta=None):
+def costate_variant(
+    *,
+    sign=-1.0,
+    factor=2.0,
+    mean=True,
+    step=None,
+    order=slice(None, None, -1),
+    only_first=False,
+    as_list=False,
+    fixed_delta=None,
+):
     """A costate pass with one typical mistake."""
+
     def answer(states, weights, biases, y, delta):
         d = fixed_delta if fixed_delta is not None else delta
         S = states.shape[1]
@@ -40,6 +52,7 @@ def costate_variant(*, sign=-1.0, factor=2.0, mean=True, step=None, order=slice(
         if only_first:
             return p[0]
         return p if as_list else torch.stack(p)
+
     return answer
 
 
@@ -74,19 +87,22 @@ def test_correct_costates_pass(answer):
     assert result and result.cases == 3, str(result)
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (costate_variant(sign=1.0), "the sign is flipped"),
-    (costate_variant(step=untransposed), "the Jacobian is not transposed"),
-    (costate_variant(step=next_layer_jacobian), "evaluated at x_{n+1}"),
-    (costate_variant(step=no_skip), "the identity of the skip connection is missing"),
-    (costate_variant(mean=False), "misses the factor 1/S"),
-    (costate_variant(factor=1.0), "misses the factor 2"),
-    (costate_variant(fixed_delta=0.25), "δ is hard-coded as 0.25"),
-    (costate_variant(order=slice(None)), "the costates are in backward order"),
-    (costate_variant(only_first=True), "not only p_0"),
-    (costate_variant(as_list=True), "torch.stack(p)"),
-    (costate_in_place, "states was modified in place"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (costate_variant(sign=1.0), "the sign is flipped"),
+        (costate_variant(step=untransposed), "the Jacobian is not transposed"),
+        (costate_variant(step=next_layer_jacobian), "evaluated at x_{n+1}"),
+        (costate_variant(step=no_skip), "the identity of the skip connection is missing"),
+        (costate_variant(mean=False), "misses the factor 1/S"),
+        (costate_variant(factor=1.0), "misses the factor 2"),
+        (costate_variant(fixed_delta=0.25), "δ is hard-coded as 0.25"),
+        (costate_variant(order=slice(None)), "the costates are in backward order"),
+        (costate_variant(only_first=True), "not only p_0"),
+        (costate_variant(as_list=True), "torch.stack(p)"),
+        (costate_in_place, "states was modified in place"),
+    ],
+)
 def test_wrong_costate_is_caught_with_its_hint(wrong, hint):
     result = check_costate(wrong)
     assert not result and result.failed_case == 1
@@ -109,6 +125,7 @@ def test_unknown_costate_mistake_gets_the_generic_hint_naming_the_first_wrong_la
 
 
 # --- ex-ch2-mlp-covariance (notebook 2.6) -------------------------------------------------------
+
 
 def gradient_noise_covariance(net, X, y, batch_size):
     """A loop over samples, as a reader without torch.func would write it."""
@@ -172,23 +189,27 @@ def trains_the_net(net, X, y, batch_size):
 def test_notebook_covariance_solution_passes():
     solution = solution_function("ch2/06_sgd_as_sde.ipynb", "gradient_noise_covariance", ctl=ctl, sme=sme)
     assert str(check_gradient_noise_covariance(solution)) == (
-        "✓ ex-ch2-mlp-covariance: gradient_noise_covariance passed all 2 checks.")
+        "✓ ex-ch2-mlp-covariance: gradient_noise_covariance passed all 2 checks."
+    )
 
 
 def test_loop_covariance_passes():
     assert check_gradient_noise_covariance(gradient_noise_covariance)
 
 
-@pytest.mark.parametrize("wrong, hint", [
-    (second_moment, "this is the second moment"),
-    (no_batch_factor, "the factor 1/B is missing"),
-    (unbiased, "you divided by n - 1"),
-    (without_half, "4 times too large"),
-    (full_batch_gradient, "Σ is zero"),
-    (parameters_reversed, "with the parameters in another order"),
-    (returns_gradients, "these look like the per-sample gradients"),
-    (trains_the_net, "do not train or update net"),
-])
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (second_moment, "this is the second moment"),
+        (no_batch_factor, "the factor 1/B is missing"),
+        (unbiased, "you divided by n - 1"),
+        (without_half, "4 times too large"),
+        (full_batch_gradient, "Σ is zero"),
+        (parameters_reversed, "with the parameters in another order"),
+        (returns_gradients, "these look like the per-sample gradients"),
+        (trains_the_net, "do not train or update net"),
+    ],
+)
 def test_wrong_covariance_is_caught_with_its_hint(wrong, hint):
     result = check_gradient_noise_covariance(wrong)
     assert not result and result.failed_case == 1
@@ -206,6 +227,7 @@ def test_hard_coded_batch_size_is_named():
 
 def test_covariance_only_right_for_linear_models_fails_the_network_case():
     """Gradients taken for a linear model only (in closed form) pass case 1 and fail case 2."""
+
     def linear_only(net, X, y, batch_size):
         layer = net if isinstance(net, torch.nn.Linear) else net[0]
         residual = (X @ layer.weight.detach()[0] + layer.bias.detach()[0] - y)[:, None]
@@ -217,6 +239,7 @@ def test_covariance_only_right_for_linear_models_fails_the_network_case():
 
 
 # --- the framework, for both checks -------------------------------------------------------------
+
 
 def test_stubs_raise_not_implemented_naming_the_exercise():
     def costate_stub(states, weights, biases, y, delta):
@@ -242,3 +265,44 @@ def test_registry_finds_the_chapter_2_checks():
     assert check("ex-ch2-costate", costate_pass).passed
     assert check("ex-ch2-mlp-covariance", gradient_noise_covariance).passed
     assert not check("ex-ch2-costate", costate_variant(sign=1.0)).passed
+
+
+# --- ex-ch2-nesterov-transition (notebook 2.10) -------------------------------------------------
+
+
+def nesterov_variant(*, lookahead_mu=True, position="new", sign=1.0, heavy_ball=False):
+    """Nesterov's transition with one typical mistake."""
+
+    def nesterov_transition(a, sigma, friction, h):
+        mu = 1.0 - friction * h
+        look = 0.0 if heavy_ball else h * (mu if lookahead_mu else 1.0)
+        velocity = np.array([-h * a, mu - h * a * look])
+        row = np.array([1.0, 0.0]) + h * velocity if position == "new" else np.array([1.0, h])
+        return np.stack([row, velocity]), sign * np.array([-h * h * sigma, -h * sigma])
+
+    return nesterov_transition
+
+
+def test_notebook_nesterov_solution_passes():
+    solution = solution_function("ch2/10_sgd_variants.ipynb", "nesterov_transition")
+    assert check_nesterov_transition(solution).passed
+
+
+@pytest.mark.parametrize(
+    "wrong, hint",
+    [
+        (nesterov_variant(heavy_ball=True), "this is the heavy ball"),
+        (nesterov_variant(position="old"), "not with V_k (forward Euler)"),
+        (nesterov_variant(lookahead_mu=False), "the factor mu is missing"),
+        (nesterov_variant(sign=-1.0), "the sign"),
+    ],
+)
+def test_wrong_nesterov_transition_is_caught_with_its_hint(wrong, hint):
+    result = check_nesterov_transition(wrong)
+    assert not result.passed and hint in result.hint
+
+
+def test_nesterov_check_is_registered():
+    assert check("ex-ch2-nesterov-transition", nesterov_variant()).passed
+    with pytest.raises(TypeError, match="nesterov_transition must be callable"):
+        check_nesterov_transition(None)

@@ -18,12 +18,12 @@ def causal_filter(rho, x, dt):
     batch, length = x.shape
     y = np.zeros((batch, length))
     for j in range(min(len(rho), length)):
-        y[:, j:] += dt * rho[j] * x[:, :length - j]
+        y[:, j:] += dt * rho[j] * x[:, : length - j]
     return y
 
 
 def by_convolve(rho, x, dt):
-    return dt * np.stack([np.convolve(row, rho)[:x.shape[1]] for row in x])
+    return dt * np.stack([np.convolve(row, rho)[: x.shape[1]] for row in x])
 
 
 def by_conv1d(rho, x, dt):
@@ -37,7 +37,7 @@ def anti_causal(rho, x, dt):
     length = x.shape[1]
     y = np.zeros(x.shape)
     for j in range(min(len(rho), length)):
-        y[:, :length - j] += dt * rho[j] * x[:, j:]
+        y[:, : length - j] += dt * rho[j] * x[:, j:]
     return y
 
 
@@ -45,7 +45,7 @@ def lag_off_by_one(rho, x, dt):
     length = x.shape[1]
     y = np.zeros(x.shape)
     for j in range(min(len(rho), length - 1)):
-        y[:, j + 1:] += dt * rho[j] * x[:, :length - j - 1]
+        y[:, j + 1 :] += dt * rho[j] * x[:, : length - j - 1]
     return y
 
 
@@ -93,8 +93,7 @@ def test_correct_causal_filter_passes():
     assert str(result) == "✓ ex-ch3-causal-filter: causal_filter passed all 3 checks."
 
 
-@pytest.mark.parametrize("answer", [by_convolve, by_conv1d,
-                                    lambda rho, x, dt: causal_filter(rho, x, dt).tolist()])
+@pytest.mark.parametrize("answer", [by_convolve, by_conv1d, lambda rho, x, dt: causal_filter(rho, x, dt).tolist()])
 def test_other_correct_causal_filters_pass(answer):
     result = check_causal_filter(answer)
     assert result.passed, str(result)
@@ -105,18 +104,21 @@ def test_the_notebook_solution_is_the_tested_one():
     assert str(check_causal_filter(from_notebook)) == "✓ ex-ch3-causal-filter: causal_filter passed all 3 checks."
 
 
-@pytest.mark.parametrize("wrong, case, hint", [
-    (anti_causal, 1, "the sum looks into the future"),
-    (lag_off_by_one, 1, "off by one in the lag: ρ_0 multiplies the present input"),
-    (without_dt, 1, "the factor Δt is missing"),
-    (conv1d_without_flip, 1, "the kernel is reversed"),
-    (convolve_same, 1, "np.convolve(..., mode='same') centres the kernel"),
-    (circular, 1, "the convolution wraps around"),
-    (trapezoidal, 1, "these are trapezoidal weights"),
-    (full_convolution, 1, "this is the full convolution"),
-    (lambda rho, x, dt: causal_filter(rho, x, dt).T, 1, "transposed"),
-    (in_place, 1, "x was modified in place"),
-])
+@pytest.mark.parametrize(
+    "wrong, case, hint",
+    [
+        (anti_causal, 1, "the sum looks into the future"),
+        (lag_off_by_one, 1, "off by one in the lag: ρ_0 multiplies the present input"),
+        (without_dt, 1, "the factor Δt is missing"),
+        (conv1d_without_flip, 1, "the kernel is reversed"),
+        (convolve_same, 1, "np.convolve(..., mode='same') centres the kernel"),
+        (circular, 1, "the convolution wraps around"),
+        (trapezoidal, 1, "these are trapezoidal weights"),
+        (full_convolution, 1, "this is the full convolution"),
+        (lambda rho, x, dt: causal_filter(rho, x, dt).T, 1, "transposed"),
+        (in_place, 1, "x was modified in place"),
+    ],
+)
 def test_wrong_causal_filter_is_caught_with_its_hint(wrong, case, hint):
     result = check_causal_filter(wrong)
     assert not result and result.failed_case == case
@@ -126,10 +128,11 @@ def test_wrong_causal_filter_is_caught_with_its_hint(wrong, case, hint):
 
 def test_a_filter_that_ignores_long_kernels_fails_the_second_case():
     """Correct for short kernels, but crashes (or truncates wrongly) when n_lags > length."""
+
     def no_long_kernels(rho, x, dt):
         y = np.zeros(x.shape)
         for j in range(len(rho)):
-            y[:, j:] += dt * rho[j] * x[:, :x.shape[1] - j]
+            y[:, j:] += dt * rho[j] * x[:, : x.shape[1] - j]
         return y
 
     result = check_causal_filter(no_long_kernels)
@@ -233,20 +236,23 @@ def test_the_notebook_kernel_solution_is_the_tested_one():
     assert str(check_memory_kernel(from_notebook)) == "✓ ex-ch3-rnn-kernel: memory_kernel passed all 3 checks."
 
 
-@pytest.mark.parametrize("wrong, case, hint", [
-    (transposed_exponent, 1, "this is c^T e^{W^T s} U"),
-    (swapped_c_and_U, 1, "c and U swapped"),
-    (elementwise_exp, 1, "np.exp acts entry by entry"),
-    (euler_powers, 1, "forward Euler's approximation"),
-    (negative_exponent, 1, "the sign of the exponent"),
-    (index_for_lag, 1, "the exponent uses the index k instead of the lag"),
-    (powers_of_one_step, 2, "only on a uniform grid"),
-    (lag_outside, 1, "the lag belongs inside the exponential"),
-    (without_U, 1, "U is missing"),
-    (without_c, 1, "the read-out c is missing"),
-    (column, 1, "return a 1-D array of shape (n,)"),
-    (kernel_in_place, 1, "c was modified in place"),
-])
+@pytest.mark.parametrize(
+    "wrong, case, hint",
+    [
+        (transposed_exponent, 1, "this is c^T e^{W^T s} U"),
+        (swapped_c_and_U, 1, "c and U swapped"),
+        (elementwise_exp, 1, "np.exp acts entry by entry"),
+        (euler_powers, 1, "forward Euler's approximation"),
+        (negative_exponent, 1, "the sign of the exponent"),
+        (index_for_lag, 1, "the exponent uses the index k instead of the lag"),
+        (powers_of_one_step, 2, "only on a uniform grid"),
+        (lag_outside, 1, "the lag belongs inside the exponential"),
+        (without_U, 1, "U is missing"),
+        (without_c, 1, "the read-out c is missing"),
+        (column, 1, "return a 1-D array of shape (n,)"),
+        (kernel_in_place, 1, "c was modified in place"),
+    ],
+)
 def test_wrong_memory_kernel_is_caught_with_its_hint(wrong, case, hint):
     result = check_memory_kernel(wrong)
     assert not result and result.failed_case == case
@@ -256,6 +262,7 @@ def test_wrong_memory_kernel_is_caught_with_its_hint(wrong, case, hint):
 
 def test_a_kernel_that_squeezes_one_unit_wrongly_fails_the_third_case():
     """Correct for m > 1, but with one unit it treats the (1, 1) matrix as a number the wrong way."""
+
     def scalar_shortcut(W, U, c, s):
         if len(W) == 1:
             return np.exp(W[0, 0] * s)  # forgets c and U
@@ -281,8 +288,9 @@ def test_non_callable_is_a_type_error():
         check_causal_filter("causal_filter")
 
 
-@pytest.mark.parametrize("checker, label", [(check_memory_kernel, "ex-ch3-rnn-kernel"),
-                                            (check_causal_filter, "ex-ch3-causal-filter")])
+@pytest.mark.parametrize(
+    "checker, label", [(check_memory_kernel, "ex-ch3-rnn-kernel"), (check_causal_filter, "ex-ch3-causal-filter")]
+)
 def test_stub_raises_not_implemented_with_the_exercise(checker, label):
     def stub(*args):
         raise NotImplementedError(f"Exercise {label}: write the function")
@@ -316,8 +324,7 @@ def _svd_ranks(matrices, threshold):
 
 
 def most_significant_first(rho, K, tol):
-    return _svd_ranks([rho.reshape(2**k, -1) for k in range(1, K)],
-                      lambda m: tol * np.linalg.norm(m, 2))
+    return _svd_ranks([rho.reshape(2**k, -1) for k in range(1, K)], lambda m: tol * np.linalg.norm(m, 2))
 
 
 def hard_coded_tolerance(rho, K, tol):
@@ -344,8 +351,10 @@ def test_correct_unfolding_ranks_pass():
     assert str(result) == "✓ ex-ch3-unfolding-ranks: unfolding_ranks passed all 3 checks."
 
 
-@pytest.mark.parametrize("answer", [lambda rho, K, tol: tensorisation_ranks(rho, K, tol),
-                                    lambda rho, K, tol: np.array(unfolding_ranks(rho, K, tol))])
+@pytest.mark.parametrize(
+    "answer",
+    [lambda rho, K, tol: tensorisation_ranks(rho, K, tol), lambda rho, K, tol: np.array(unfolding_ranks(rho, K, tol))],
+)
 def test_other_correct_unfolding_ranks_pass(answer):
     result = check_unfolding_ranks(answer)
     assert result.passed, str(result)
@@ -356,13 +365,16 @@ def test_the_notebook_ranks_solution_is_the_tested_one():
     assert str(check_unfolding_ranks(from_notebook)) == "✓ ex-ch3-unfolding-ranks: unfolding_ranks passed all 3 checks."
 
 
-@pytest.mark.parametrize("wrong, case, hint", [
-    (most_significant_first, 1, "the digits are in the wrong order"),
-    (hard_coded_tolerance, 2, "the tolerance is hard-coded to 1e-3"),
-    (absolute_tolerance, 2, "the tolerance is absolute"),
-    (exact_ranks, 2, "these are exact ranks"),
-    (all_cuts, 1, "the unfoldings at k = 0 and k = K"),
-])
+@pytest.mark.parametrize(
+    "wrong, case, hint",
+    [
+        (most_significant_first, 1, "the digits are in the wrong order"),
+        (hard_coded_tolerance, 2, "the tolerance is hard-coded to 1e-3"),
+        (absolute_tolerance, 2, "the tolerance is absolute"),
+        (exact_ranks, 2, "these are exact ranks"),
+        (all_cuts, 1, "the unfoldings at k = 0 and k = K"),
+    ],
+)
 def test_wrong_unfolding_ranks_are_caught_with_their_hint(wrong, case, hint):
     result = check_unfolding_ranks(wrong)
     assert not result and result.failed_case == case

@@ -80,17 +80,20 @@ def test_other_correct_committors_pass(answer):
     assert result.passed, str(result)
 
 
-@pytest.mark.parametrize("wrong, case, hint", [
-    (boltzmann_weight, 1, "this integrates the Boltzmann weight e^{-V/kT}"),
-    (one_minus_q, 1, "q is reversed"),
-    (unnormalised, 1, "the normalisation is missing"),
-    (temperature_ignored, 1, "kT is ignored"),
-    (times_temperature, 1, "the exponent is V·kT"),
-    (only_the_given_points, 1, "you integrated only over the points x you were given"),
-    (coarse_grid, 2, "the quadrature is not accurate enough"),
-    (sorts_in_place, 1, "np.sort(x), not x.sort()"),
-    (column_vector, 1, "return an array of the same shape as x"),
-])
+@pytest.mark.parametrize(
+    "wrong, case, hint",
+    [
+        (boltzmann_weight, 1, "this integrates the Boltzmann weight e^{-V/kT}"),
+        (one_minus_q, 1, "q is reversed"),
+        (unnormalised, 1, "the normalisation is missing"),
+        (temperature_ignored, 1, "kT is ignored"),
+        (times_temperature, 1, "the exponent is V·kT"),
+        (only_the_given_points, 1, "you integrated only over the points x you were given"),
+        (coarse_grid, 2, "the quadrature is not accurate enough"),
+        (sorts_in_place, 1, "np.sort(x), not x.sort()"),
+        (column_vector, 1, "return an array of the same shape as x"),
+    ],
+)
 def test_wrong_committor_is_caught_with_its_hint(wrong, case, hint):
     result = check_committor(wrong)
     assert not result and result.failed_case == case
@@ -148,17 +151,20 @@ def test_notebook_onsager_field_passes():
     assert check_onsager_field(field_variant("correct")).passed
 
 
-@pytest.mark.parametrize("variant, case, hint", [
-    ("plus_sign", 1, "the sign of (M + W)∇V"),
-    ("from_the_left", 1, "the conservative part has the wrong sign"),
-    ("not_antisymmetric", 1, "W is not antisymmetrised"),
-    ("no_force", 1, "the force g(h) is missing"),
-    ("mean", 1, "∇V is divided by the batch size"),
-    ("broadcast", 1, "grad_V @ (M + W) broadcasts over the batch"),
-    ("no_transpose", 2, "M is built without the transpose"),
-    ("no_graph", 3, "create_graph=True"),
-    ("detached", 3, "do not detach"),
-])
+@pytest.mark.parametrize(
+    "variant, case, hint",
+    [
+        ("plus_sign", 1, "the sign of (M + W)∇V"),
+        ("from_the_left", 1, "the conservative part has the wrong sign"),
+        ("not_antisymmetric", 1, "W is not antisymmetrised"),
+        ("no_force", 1, "the force g(h) is missing"),
+        ("mean", 1, "∇V is divided by the batch size"),
+        ("broadcast", 1, "grad_V @ (M + W) broadcasts over the batch"),
+        ("no_transpose", 2, "M is built without the transpose"),
+        ("no_graph", 3, "create_graph=True"),
+        ("detached", 3, "do not detach"),
+    ],
+)
 def test_wrong_onsager_field_is_caught_with_its_hint(variant, case, hint):
     result = check_onsager_field(field_variant(variant))
     assert not result and result.failed_case == case
@@ -176,6 +182,7 @@ def test_onsager_field_that_writes_into_h_is_caught():
 
 
 # --- the framework, for chapter 4 ---------------------------------------------------------------
+
 
 def test_non_callable_is_a_type_error_naming_the_argument():
     with pytest.raises(TypeError, match="committor_1d must be callable"):

@@ -44,6 +44,7 @@ FIGURE_MIME = ("image/png", "image/jpeg", "image/svg+xml")
 
 # --- the browser ---------------------------------------------------------------------------------
 
+
 def skip_or_fail(reason: str):
     """Skip, except in CI (CI=true) or with MLDYN_REQUIRE_BROWSER=1: there a missing browser is a failure."""
     if os.environ.get("MLDYN_REQUIRE_BROWSER") == "1" or os.environ.get("CI") == "true":
@@ -63,8 +64,14 @@ def browser():
 
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
-    for argument in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                     "--window-size=1280,1000", "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1"):
+    for argument in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--window-size=1280,1000",
+        "--host-resolver-rules=MAP * ~NOTFOUND , EXCLUDE 127.0.0.1",
+    ):
         options.add_argument(argument)
     options.set_capability("goog:loggingPrefs", {"performance": "ALL", "browser": "ALL"})
     driver = webdriver.Chrome(options=options, service=Service(CHROMEDRIVER))
@@ -141,8 +148,9 @@ def open_page(driver, url: str) -> dict:
         if message["method"] == "Network.requestWillBeSent":
             requested.add(message["params"]["request"]["url"])
     state["remote"] = sorted(u for u in requested if not u.startswith((origin, "data:", "blob:", "about:")))
-    state["errors"] = [e["message"] for e in driver.get_log("browser")
-                       if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]]
+    state["errors"] = [
+        e["message"] for e in driver.get_log("browser") if e["level"] == "SEVERE" and "favicon.ico" not in e["message"]
+    ]
     return state
 
 
@@ -181,8 +189,9 @@ def drag_slider(driver, index: int) -> tuple[dict, dict]:
     grip = figure.find_element(By.CSS_SELECTOR, ".slider-grip-rect")
     rail = figure.find_element(By.CSS_SELECTOR, ".slider-rail-rect")
     distance = int(rail.size["width"] * 0.8)
-    ActionChains(driver).click_and_hold(grip).move_by_offset(distance // 2, 0).move_by_offset(distance // 2, 0) \
-        .release().perform()
+    ActionChains(driver).click_and_hold(grip).move_by_offset(distance // 2, 0).move_by_offset(
+        distance // 2, 0
+    ).release().perform()
     WebDriverWait(driver, 10).until(lambda d: d.execute_script(SLIDER_STATE, index)["active"] != before["active"])
     return before, driver.execute_script(SLIDER_STATE, index)
 
@@ -191,14 +200,20 @@ def drag_slider(driver, index: int) -> tuple[dict, dict]:
 
 TINY_NOTEBOOK = [
     ("markdown", "# A slider\n\nThe map $x \\mapsto \\sin(a x)$ for a few values of $a$."),
-    ("code", "import matplotlib.pyplot as plt\n"
-             "import numpy as np\n"
-             "import plotly.graph_objects as go\n\n"
-             "from mldyn_lite.interactive import kernel_slider, slider_figure\n\n"
-             "x = np.linspace(0, 1, 30)"),
-    ("code", "slider_figure(lambda a: [go.Scatter(x=x, y=np.sin(a * x), mode='lines')], [1.0, 2.0, 4.0, 8.0],\n"
-             "              slider_label='frequency a = ', xaxis={'range': [0, 1], 'title': {'text': '$x$'}},\n"
-             "              yaxis={'range': [-1.1, 1.1]})"),
+    (
+        "code",
+        "import matplotlib.pyplot as plt\n"
+        "import numpy as np\n"
+        "import plotly.graph_objects as go\n\n"
+        "from mldyn_lite.interactive import kernel_slider, slider_figure\n\n"
+        "x = np.linspace(0, 1, 30)",
+    ),
+    (
+        "code",
+        "slider_figure(lambda a: [go.Scatter(x=x, y=np.sin(a * x), mode='lines')], [1.0, 2.0, 4.0, 8.0],\n"
+        "              slider_label='frequency a = ', xaxis={'range': [0, 1], 'title': {'text': '$x$'}},\n"
+        "              yaxis={'range': [-1.1, 1.1]})",
+    ),
     ("code", "plt.figure(figsize=(2, 1.5))\nplt.plot(x, x ** 2)\nplt.show()"),
     ("code", "# NBVAL_IGNORE_OUTPUT\nkernel_slider(lambda value: print(value), [1, 2, 3])"),
 ]
@@ -212,17 +227,21 @@ def write_tiny_book(folder: Path) -> None:
     config["title"] = "tiny"
     config["execute"] = {"execute_notebooks": "off"}
     config["bibtex_bibfiles"] = [str(ROOT / "book" / "references.bib")]
-    config["sphinx"]["local_extensions"] = {name: str(ROOT / path)
-                                            for name, path in (config["sphinx"].get("local_extensions") or {}).items()}
+    config["sphinx"]["local_extensions"] = {
+        name: str(ROOT / path) for name, path in (config["sphinx"].get("local_extensions") or {}).items()
+    }
     config["exclude_patterns"] = ["_build"]
     (folder / "_config.yml").write_text(yaml.safe_dump(config))
     (folder / "_toc.yml").write_text("format: jb-book\nroot: index\nchapters:\n  - file: slider\n")
-    (folder / "index.md").write_text("# Tiny\n\nInline $e^{i\\pi} + 1 = 0$ and displayed\n\n"
-                                     "$$\n\\int_0^1 x\\,dx = \\tfrac12.\n$$\n")
+    (folder / "index.md").write_text(
+        "# Tiny\n\nInline $e^{i\\pi} + 1 = 0$ and displayed\n\n$$\n\\int_0^1 x\\,dx = \\tfrac12.\n$$\n"
+    )
     nb = nbformat.v4.new_notebook()
     nb.metadata.kernelspec = {"name": "python3", "display_name": "Python 3", "language": "python"}
-    nb.cells = [nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
-                for kind, text in TINY_NOTEBOOK]
+    nb.cells = [
+        nbformat.v4.new_markdown_cell(text) if kind == "markdown" else nbformat.v4.new_code_cell(text)
+        for kind, text in TINY_NOTEBOOK
+    ]
     os.environ.setdefault("PLOTLY_RENDERER", "notebook_connected")  # as python3 dev.py sets it for the book
     NotebookClient(nb, timeout=120, kernel_name="python3", resources={"metadata": {"path": str(folder)}}).execute()
     nbformat.write(nb, folder / "slider.ipynb")
@@ -232,8 +251,16 @@ def write_tiny_book(folder: Path) -> None:
 def tiny_site(browser, tmp_path_factory):
     folder = tmp_path_factory.mktemp("tiny_book")
     write_tiny_book(folder)
-    command = [sys.executable, "-c", "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
-               "build", str(folder), "-W", "-n", "--keep-going"]
+    command = [
+        sys.executable,
+        "-c",
+        "import sys; from jupyter_book.cli.main import main; sys.exit(main())",
+        "build",
+        str(folder),
+        "-W",
+        "-n",
+        "--keep-going",
+    ]
     result = subprocess.run(command, capture_output=True, text=True, cwd=folder, timeout=300)
     assert result.returncode == 0, f"tiny book build failed:\n{result.stdout[-4000:]}\n{result.stderr[-4000:]}"
     with serve(folder / "_build" / "html") as url:
@@ -262,6 +289,7 @@ def test_tiny_book_slider_drag_changes_figure(browser, tiny_site):
 
 
 # --- the real site ------------------------------------------------------------------------------
+
 
 def site_pages() -> list[str]:
     if not (SITE / "index.html").is_file():

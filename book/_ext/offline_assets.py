@@ -54,8 +54,9 @@ WIDGET_NOTE = (
 )
 # Elements that make the browser fetch something, pointing at another host.
 REMOTE_FETCH = [
-    re.compile(r"""<(script|img|iframe|audio|video|source|embed|input)\b[^>]*?\bsrc\s*=\s*["']?((?:https?:)?//[^"'\s>]+)""",
-               re.I),
+    re.compile(
+        r"""<(script|img|iframe|audio|video|source|embed|input)\b[^>]*?\bsrc\s*=\s*["']?((?:https?:)?//[^"'\s>]+)""", re.I
+    ),
     re.compile(r"""<link\b[^>]*?\bhref\s*=\s*["']?((?:https?:)?//[^"'\s>]+)""", re.I),
     re.compile(r"""\bimport\s*\(?\s*["']((?:https?:)?//[^"']+)""", re.I),
     re.compile(r"""@import\s+(?:url\()?\s*["']?((?:https?:)?//[^"')\s]+)""", re.I),
@@ -66,8 +67,10 @@ def mathjax_source() -> Path:
     """Folder of the MathJax 3 distribution shipped by the pip package ``sphinx-mathjax-offline``."""
     spec = importlib.util.find_spec("sphinx-mathjax-offline")
     if spec is None or not spec.submodule_search_locations:
-        raise ExtensionError("offline_assets: the package sphinx-mathjax-offline (MathJax for an offline site) is "
-                             "missing: pip install -r requirements.txt, or python3 dev.py book")
+        raise ExtensionError(
+            "offline_assets: the package sphinx-mathjax-offline (MathJax for an offline site) is "
+            "missing: pip install -r requirements.txt, or python3 dev.py book"
+        )
     folder = Path(next(iter(spec.submodule_search_locations))) / "static" / "mathjax"
     if not (folder / MATHJAX_COMPONENT).is_file():
         raise ExtensionError(f"offline_assets: {folder / MATHJAX_COMPONENT} not found")
@@ -145,8 +148,12 @@ def rewrite_page(app: Sphinx, pagename: str, templatename: str, context: dict, d
         if isinstance(name, str) and re.match(r"(https?:)?//", name):
             remote.append(name)
     for url in sorted(set(remote)):
-        logger.warning(f"offline_assets: page {pagename!r} loads {url} from the network; serve it from _static "
-                       "instead (see book/_ext/offline_assets.py)", type="offline_assets", location=pagename)
+        logger.warning(
+            f"offline_assets: page {pagename!r} loads {url} from the network; serve it from _static "
+            "instead (see book/_ext/offline_assets.py)",
+            type="offline_assets",
+            location=pagename,
+        )
 
 
 def copy_if_changed(source: Path, target: Path) -> None:

@@ -55,10 +55,13 @@ class PdfEdition(SphinxDirective):
             href = posixpath.relpath(f"_static/{PDF_NAME}", posixpath.dirname(self.env.docname) or ".")
             size = PDF.stat().st_size / 1e6
             paragraph += nodes.strong(text="PDF edition. ")
-            paragraph += nodes.raw("", f'<a class="reference download" href="{href}" download>'
-                                       f"Download the whole book as a PDF</a> ({size:.1f} MB), "
-                                       "built from the same notebooks, with the sliders at their starting values.",
-                                   format="html")
+            paragraph += nodes.raw(
+                "",
+                f'<a class="reference download" href="{href}" download>'
+                f"Download the whole book as a PDF</a> ({size:.1f} MB), "
+                "built from the same notebooks, with the sliders at their starting values.",
+                format="html",
+            )
         else:
             paragraph += nodes.strong(text="PDF edition. ")
             paragraph += nodes.Text("Not built with this copy of the book; ")

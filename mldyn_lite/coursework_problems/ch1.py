@@ -34,10 +34,10 @@ The self-check below also measures the order of convergence, which must be 2."""
         t = n * delta
         x = x + delta * f(t + delta / 2, x + delta / 2 * f(t, x))
     return x''',
-    visible_tests='''from mldyn_lite.selfcheck import check_midpoint_flow
+    visible_tests="""from mldyn_lite.selfcheck import check_midpoint_flow
 
-print(check_midpoint_flow(midpoint_flow))''',
-    hidden_tests='''_x = midpoint_flow(lambda t, x: x**2, torch.ones(1, 1, dtype=torch.float64), 0.2, 1)
+print(check_midpoint_flow(midpoint_flow))""",
+    hidden_tests="""_x = midpoint_flow(lambda t, x: x**2, torch.ones(1, 1, dtype=torch.float64), 0.2, 1)
 assert abs(float(_x.reshape(-1)[0]) - 1.242) < 1e-12, (
     "hidden case 'one midpoint step of dx/dt = x^2 from x0 = 1, T = 0.2' failed: expected 1 + 0.2 (1 + 0.1)^2 = 1.242, "
     f"got {float(_x.reshape(-1)[0]):.6f}")
@@ -45,7 +45,7 @@ _x = midpoint_flow(lambda t, x: np.cos(t) * torch.ones_like(x), torch.zeros(3, 2
 _expected = 0.2 * sum(np.cos(0.2 * (n + 0.5)) for n in range(5))
 assert tuple(_x.shape) == (3, 2) and torch.allclose(_x, torch.full((3, 2), _expected, dtype=torch.float64), atol=1e-12), (
     "hidden case 'dx/dt = cos(t), 5 steps to T = 1 (the midpoint quadrature sum)' failed: "
-    f"expected {_expected:.8f} in every entry, got {_x}")''',
+    f"expected {_expected:.8f} in every entry, got {_x}")""",
     mistake='''def midpoint_flow(f, x0, T, steps):
     """Heun's method (trapezoidal), not the midpoint rule."""
     delta = T / steps
@@ -78,10 +78,10 @@ $\sum_k \|\dot x_k - \Xi^\top (1, x_k)\|^2$, so that $\Xi = [b^\top; A^\top]$ wh
     derivatives = (trajectory[2:] - trajectory[:-2]) / (2 * dt)
     features = np.column_stack([np.ones(len(derivatives)), trajectory[1:-1]])
     return np.linalg.lstsq(features, derivatives, rcond=None)[0]''',
-    visible_tests='''from mldyn_lite.selfcheck import check_linear_field_fit
+    visible_tests="""from mldyn_lite.selfcheck import check_linear_field_fit
 
-print(check_linear_field_fit(fit_linear_field))''',
-    hidden_tests='''_t = 0.1 * np.arange(30)
+print(check_linear_field_fit(fit_linear_field))""",
+    hidden_tests="""_t = 0.1 * np.arange(30)
 _trajectory = np.column_stack([_t**2 / 2 + 0.5 * _t - 1.0, _t + 0.5])  # dx1/dt = x2, dx2/dt = 1: quadratic in t
 _xi = np.asarray(fit_linear_field(_t, _trajectory), dtype=float)
 _truth = np.array([[0.0, 1.0], [0.0, 0.0], [1.0, 0.0]])
@@ -92,7 +92,7 @@ _t = 0.3 + 0.05 * np.arange(40)
 _xi = np.asarray(fit_linear_field(_t, (2.0 + 3.0 * _t)[:, None]), dtype=float)
 assert _xi.shape == (2, 1) and np.abs(_xi - np.array([[3.0], [0.0]])).max() < 1e-8, (
     "hidden case 'x(t) = 2 + 3t sampled from t = 0.3 with step 0.05' failed: expected Xi = [[3], [0]], "
-    f"got {np.round(_xi, 6).tolist()}")''',
+    f"got {np.round(_xi, 6).tolist()}")""",
     mistake='''def fit_linear_field(times, trajectory):
     """Forward differences: first order in dt."""
     dt = times[1] - times[0]
@@ -125,7 +125,7 @@ with such an $A$ *blows up* as the depth grows with $\delta$ fixed. Diagnose it:
     return float(np.min(-2 * eigenvalues.real / np.abs(eigenvalues) ** 2))''',
     visible_tests='''_step = largest_stable_step(np.diag([-1.0, -4.0]))
 assert abs(_step - 0.5) < 1e-12, f"A = diag(-1, -4): expected 0.5 (eigenvalue -4 limits the step), got {_step}"''',
-    hidden_tests='''_A = np.array([[-1.0, 10.0], [-10.0, -1.0]])
+    hidden_tests="""_A = np.array([[-1.0, 10.0], [-10.0, -1.0]])
 _step = largest_stable_step(_A)
 assert abs(_step - 2 / 101) < 1e-12, (
     "hidden case 'a damped rotation, eigenvalues -1 ± 10i' failed: expected 2 Re|λ| / |λ|^2 = 2/101 = 0.0198, "
@@ -145,7 +145,7 @@ try:
 except ValueError:
     pass
 else:
-    raise AssertionError("hidden case 'A with an eigenvalue 0.1 > 0' failed: expected a ValueError, got a step")''',
+    raise AssertionError("hidden case 'A with an eigenvalue 0.1 > 0' failed: expected a ValueError, got a step")""",
     mistake='''def largest_stable_step(A):
     """2 / |lambda|: right for real eigenvalues only."""
     eigenvalues = np.linalg.eigvals(np.asarray(A, dtype=float))

@@ -30,10 +30,10 @@ method of successive approximations the costates $p_n^i = -\partial J / \partial
         slope = 1 - torch.tanh(states[n] @ weights[n].T + biases[n]) ** 2       # tanh' at layer n, at x_n
         p[n] = p[n + 1] + delta * (slope * p[n + 1]) @ weights[n]               # p_{n+1} + delta W_n^T (slope * p_{n+1})
     return torch.stack(p)''',
-    visible_tests='''from mldyn_lite.selfcheck import check_costate
+    visible_tests="""from mldyn_lite.selfcheck import check_costate
 
-print(check_costate(costate_pass))''',
-    hidden_tests='''_g = torch.Generator().manual_seed(123)
+print(check_costate(costate_pass))""",
+    hidden_tests="""_g = torch.Generator().manual_seed(123)
 _N, _S, _d, _delta = 3, 4, 2, 0.1
 _W = torch.randn(_N, _d, _d, generator=_g, dtype=torch.float64)
 _b = torch.randn(_N, _d, generator=_g, dtype=torch.float64)
@@ -52,7 +52,7 @@ assert tuple(_got.shape) == (_N + 1, _S, _d) and torch.allclose(_got, _expected,
 _p0 = costate_pass(torch.stack([x.detach() for x in _xs[:1]]), _W[:0], _b[:0], _y, _delta)
 assert tuple(_p0.shape) == (1, _S, _d) and torch.allclose(_p0[0], -2 / _S * (_xs[0].detach().sum(1) - _y)[:, None]
                                                            * torch.ones(_S, _d, dtype=torch.float64)), (
-    "hidden case 'a network with no layers (N = 0): only the terminal costate' failed")''',
+    "hidden case 'a network with no layers (N = 0): only the terminal costate' failed")""",
     mistake='''def costate_pass(states, weights, biases, y, delta):
     """The terminal costate without the factor 2 of the squared loss."""
     S = states.shape[1]
@@ -92,10 +92,10 @@ def gradient_noise_covariance(net, X, y, batch_size):
     flat = torch.cat([g.reshape(len(X), -1) for g in grads.values()], dim=1)    # rows g_i, shape (n, P)
     centred = flat - flat.mean(dim=0)                                          # g_i - grad J
     return centred.T @ centred / (len(X) * batch_size)''',
-    visible_tests='''from mldyn_lite.selfcheck import check_gradient_noise_covariance
+    visible_tests="""from mldyn_lite.selfcheck import check_gradient_noise_covariance
 
-print(check_gradient_noise_covariance(gradient_noise_covariance))''',
-    hidden_tests='''_g = torch.Generator().manual_seed(77)
+print(check_gradient_noise_covariance(gradient_noise_covariance))""",
+    hidden_tests="""_g = torch.Generator().manual_seed(77)
 _net = torch.nn.Sequential(torch.nn.Linear(2, 3, bias=False), torch.nn.Tanh(), torch.nn.Linear(3, 1, bias=False)).double()
 with torch.no_grad():
     for _p in _net.parameters():
@@ -112,7 +112,7 @@ _got = torch.as_tensor(gradient_noise_covariance(_net, _X, _y, 4)).detach()
 assert tuple(_got.shape) == (9, 9) and torch.allclose(_got, _expected, rtol=1e-8, atol=1e-12), (
     "hidden case 'tanh network 2-3-1 without biases (P = 9), n = 12, B = 4' failed: largest difference "
     f"{(_got - _expected).abs().max().item() if _got.shape == _expected.shape else _got.shape}; trace expected "
-    f"{_expected.trace().item():.4g}, got {_got.trace().item():.4g}")''',
+    f"{_expected.trace().item():.4g}, got {_got.trace().item():.4g}")""",
     mistake='''from torch.func import functional_call, grad, vmap
 
 
@@ -157,10 +157,10 @@ def sgd_stationary_covariance(H, Sigma, eta):
         raise ValueError(f"eta = {eta}: I - eta H has an eigenvalue of modulus >= 1, SGD has no stationary covariance")
     C = solve_discrete_lyapunov(step, eta**2 * Sigma)
     return (C + C.T) / 2''',
-    visible_tests='''_C = np.asarray(sgd_stationary_covariance(np.array([[2.0]]), np.array([[1.0]]), 0.1))
+    visible_tests="""_C = np.asarray(sgd_stationary_covariance(np.array([[2.0]]), np.array([[1.0]]), 0.1))
 assert _C.shape == (1, 1) and abs(_C[0, 0] - 0.1 / (2 * 1.8)) < 1e-12, (
-    f"scalar case h = 2, sigma^2 = 1, eta = 0.1: expected eta sigma^2 / (h (2 - eta h)) = 0.02778, got {_C}")''',
-    hidden_tests='''_h, _s, _eta = np.array([0.5, 4.0, 9.0]), np.array([1.0, 2.0, 0.5]), 0.1
+    f"scalar case h = 2, sigma^2 = 1, eta = 0.1: expected eta sigma^2 / (h (2 - eta h)) = 0.02778, got {_C}")""",
+    hidden_tests="""_h, _s, _eta = np.array([0.5, 4.0, 9.0]), np.array([1.0, 2.0, 0.5]), 0.1
 _C = np.asarray(sgd_stationary_covariance(np.diag(_h), np.diag(_s), _eta))
 _expected = np.diag(_eta * _s / (_h * (2 - _eta * _h)))
 assert _C.shape == (3, 3) and np.allclose(_C, _expected, rtol=1e-10, atol=1e-14), (
@@ -182,7 +182,7 @@ try:
 except ValueError:
     pass
 else:
-    raise AssertionError("hidden case 'eta h = 2.5 > 2: SGD diverges' failed: expected a ValueError, got a covariance")''',
+    raise AssertionError("hidden case 'eta h = 2.5 > 2: SGD diverges' failed: expected a ValueError, got a covariance")""",
     mistake='''from scipy.linalg import solve_continuous_lyapunov
 
 
@@ -195,4 +195,42 @@ def sgd_stationary_covariance(H, Sigma, eta):
     mistake_name="the SDE's continuous Lyapunov equation instead of the discrete one",
 )
 
-PROBLEMS = [COSTATE, NOISE_COVARIANCE, STATIONARY]
+NESTEROV = Problem(
+    label="ex-ch2-nesterov-transition",
+    title="The transition matrix of Nesterov's method",
+    kind="derive and implement",
+    book_notebook="notebooks/ch2/10_sgd_variants.ipynb",
+    statement=r"""In the variables of the momentum SME (step $h = \sqrt\eta$, velocity $V = v/h$, friction $\lambda$,
+momentum $\mu = 1 - \lambda h$), Nesterov's method on the noisy quadratic $\nabla f_\gamma(x) = ax + \sigma\xi$ is
+$V_{k+1} = \mu V_k - h\nabla f_\gamma(x_k + h\mu V_k)$, $x_{k+1} = x_k + hV_{k+1}$.
+
+1. Show that $(x_{k+1}, V_{k+1}) = M(x_k, V_k) + b\,\xi_k$ for a matrix $M$ and a vector $b$, and derive them.
+2. Write `nesterov_transition(a, sigma, friction, h)` returning `(M, b)` as numpy arrays of shapes `(2, 2)` and `(2,)`.""",
+    solution="""def nesterov_transition(a, sigma, friction, h):
+    mu = 1.0 - friction * h
+    velocity = np.array([-h * a, mu - h * a * h * mu])       # V_{k+1} = -h a x_k + (mu - h^2 a mu) V_k - h sigma xi
+    M = np.stack([np.array([1.0, 0.0]) + h * velocity, velocity])   # x_{k+1} = x_k + h V_{k+1}
+    return M, np.array([-h * h * sigma, -h * sigma])""",
+    visible_tests="""from mldyn_lite.selfcheck import check_nesterov_transition
+
+print(check_nesterov_transition(nesterov_transition))""",
+    hidden_tests="""_a, _sigma, _friction, _h = 1.7, 0.6, 2.5, 0.2
+_mu = 1.0 - _friction * _h
+_M, _b = (np.asarray(v, dtype=float) for v in nesterov_transition(_a, _sigma, _friction, _h))
+for _x, _V, _xi in [(1.0, 0.0, 0.0), (0.0, 1.0, 0.0), (0.3, -0.7, 1.5)]:
+    _V_new = _mu * _V - _h * (_a * (_x + _h * _mu * _V) + _sigma * _xi)   # one step of the method itself
+    _expected = np.array([_x + _h * _V_new, _V_new])
+    _got = _M @ np.array([_x, _V]) + _b * _xi
+    assert np.allclose(_got, _expected, atol=1e-12), (
+        f"hidden case 'one step from (x, V) = ({_x}, {_V}) with xi = {_xi}, a = 1.7, sigma = 0.6, friction = 2.5, "
+        f"h = 0.2' failed: expected {_expected.tolist()}, got {_got.tolist()}")""",
+    mistake='''def nesterov_transition(a, sigma, friction, h):
+    """The heavy ball instead: the gradient at x_k, not at the look-ahead point."""
+    mu = 1.0 - friction * h
+    velocity = np.array([-h * a, mu])
+    M = np.stack([np.array([1.0, 0.0]) + h * velocity, velocity])
+    return M, np.array([-h * h * sigma, -h * sigma])''',
+    mistake_name="the heavy ball's gradient at x_k instead of the look-ahead point",
+)
+
+PROBLEMS = [COSTATE, NOISE_COVARIANCE, STATIONARY, NESTEROV]

@@ -31,10 +31,10 @@ where inputs before time 0 count as zero and lags $j \ge$ `n_lags` are left out.
     for j in range(min(len(rho), length)):  # lag j: rho_j times the input j steps earlier
         y[:, j:] += dt * rho[j] * x[:, :length - j]
     return y''',
-    visible_tests='''from mldyn_lite.selfcheck import check_causal_filter
+    visible_tests="""from mldyn_lite.selfcheck import check_causal_filter
 
-print(check_causal_filter(causal_filter))''',
-    hidden_tests='''_rho = np.array([0.5, -1.0, 2.0, 0.25, 3.0])
+print(check_causal_filter(causal_filter))""",
+    hidden_tests="""_rho = np.array([0.5, -1.0, 2.0, 0.25, 3.0])
 _x = np.zeros((2, 4))
 _x[0, 0], _x[1, 1] = 1.0, 2.0
 _y = np.asarray(causal_filter(_rho, _x, 0.5))
@@ -45,7 +45,7 @@ assert _y.shape == (2, 4) and np.allclose(_y, _expected, atol=1e-12), (
 _x = np.random.default_rng(5).standard_normal((3, 50))
 _y = np.asarray(causal_filter(np.ones(1), _x, 0.1))
 assert _y.shape == (3, 50) and np.allclose(_y, 0.1 * _x, atol=1e-12), (
-    "hidden case 'a single lag rho = [1], dt = 0.1: y = dt x' failed")''',
+    "hidden case 'a single lag rho = [1], dt = 0.1: y = dt x' failed")""",
     mistake='''def causal_filter(rho, x, dt):
     """Anticausal: uses future inputs x_{k+j}."""
     batch, length = x.shape
@@ -75,10 +75,10 @@ past, is the functional $\hat y_t = \int_0^\infty \rho(s)\, x_{t-s}\, ds$.
 def memory_kernel(W, U, c, s):
     """rho(s_k) = c^T expm(W s_k) U for each lag s_k; W (m, m), U and c (m,), s (n,) -> array of shape (n,)."""
     return np.array([c @ expm(W * lag) @ U for lag in s])''',
-    visible_tests='''from mldyn_lite.selfcheck import check_memory_kernel
+    visible_tests="""from mldyn_lite.selfcheck import check_memory_kernel
 
-print(check_memory_kernel(memory_kernel))''',
-    hidden_tests='''_s = np.array([0.0, 0.3, 1.7, 4.0, 2.2])
+print(check_memory_kernel(memory_kernel))""",
+    hidden_tests="""_s = np.array([0.0, 0.3, 1.7, 4.0, 2.2])
 _rho = np.asarray(memory_kernel(np.array([[-1.0, 1.0], [0.0, -1.0]]), np.array([0.0, 1.0]), np.array([1.0, 0.0]), _s))
 assert _rho.shape == (5,) and np.allclose(_rho, _s * np.exp(-_s), atol=1e-12), (
     "hidden case 'a Jordan block W = [[-1, 1], [0, -1]], U = e_2, c = e_1, lags in any order: rho(s) = s e^{-s}' "
@@ -87,7 +87,7 @@ _W = np.array([[-0.5, 2.0], [0.0, -1.5]])
 _rho = np.asarray(memory_kernel(_W, np.array([1.0, 1.0]), np.array([1.0, 0.0]), np.array([1.0])))
 _expected = np.exp(-0.5) + 2.0 * (np.exp(-0.5) - np.exp(-1.5))
 assert _rho.shape == (1,) and abs(_rho[0] - _expected) < 1e-12, (
-    f"hidden case 'an upper triangular W that is not symmetric, s = 1' failed: expected {_expected:.6f}, got {_rho}")''',
+    f"hidden case 'an upper triangular W that is not symmetric, s = 1' failed: expected {_expected:.6f}, got {_rho}")""",
     mistake='''from scipy.linalg import expm
 
 
@@ -119,9 +119,9 @@ the rank of the unfolding $(b_0 \dots b_{k-1}) \times (b_k \dots b_{K-1})$, a $2
         singular_values = np.linalg.svd(tensor.reshape(2**k, -1), compute_uv=False)
         ranks_by_cut.append(int((singular_values > tol * singular_values[0]).sum()))
     return ranks_by_cut''',
-    visible_tests='''from mldyn_lite.selfcheck import check_unfolding_ranks
+    visible_tests="""from mldyn_lite.selfcheck import check_unfolding_ranks
 
-print(check_unfolding_ranks(unfolding_ranks))''',
+print(check_unfolding_ranks(unfolding_ranks))""",
     hidden_tests='''_g = np.array([[1.0, 2.0], [3.0, -1.0]])  # rank 2 in (b_1, b_2)
 _rho = np.array([(1.0 + 2.0 * (s & 1)) * _g[(s >> 1) & 1, (s >> 2) & 1] for s in range(8)])
 _ranks = [int(r) for r in unfolding_ranks(_rho, 3, 1e-10)]
@@ -175,13 +175,15 @@ twice**.
     inputs[1, 0] = 1.0
     outputs = np.asarray(system(inputs), dtype=float)
     return (outputs[1] - outputs[0]) / dt''',
-    visible_tests=_BLACK_BOX + '''_calls = []
+    visible_tests=_BLACK_BOX
+    + '''_calls = []
 _rho = np.array([1.0, 0.5, 0.25, 0.125])
 _got = np.asarray(probe_kernel(_black_box(_rho, 0.0, 1.0, _calls), 4, 1.0))
 assert _got.shape == (4,) and np.allclose(_got, _rho, atol=1e-12), (
     f"kernel 2^-j, no offset, dt = 1: expected {_rho.tolist()}, got {np.round(_got, 6).tolist()}")
 assert len(_calls) <= 2, f"the black box was called {len(_calls)} times; at most 2 are allowed"''',
-    hidden_tests=_BLACK_BOX + '''_calls = []
+    hidden_tests=_BLACK_BOX
+    + """_calls = []
 _rho = np.random.default_rng(11).standard_normal(12)
 _got = np.asarray(probe_kernel(_black_box(_rho, 0.7, 0.25, _calls), 12, 0.25))
 assert _got.shape == (12,) and np.allclose(_got, _rho, atol=1e-10), (
@@ -191,7 +193,7 @@ assert len(_calls) <= 2, f"hidden case 'at most two calls' failed: the black box
 _got = np.asarray(probe_kernel(_black_box(np.arange(1.0, 31.0), -2.0, 0.1, []), 30, 0.1))
 assert np.allclose(_got, np.arange(1.0, 31.0), atol=1e-9), (
     "hidden case 'kernel rho_j = j + 1 on 30 lags, offset -2, dt = 0.1' failed: "
-    f"got {np.round(_got[:4], 4).tolist()}...")''',
+    f"got {np.round(_got[:4], 4).tolist()}...")""",
     mistake='''def probe_kernel(system, n_lags, dt):
     """A single impulse: the offset is read as part of the kernel."""
     impulse = np.zeros((1, n_lags))

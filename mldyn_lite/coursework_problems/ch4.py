@@ -30,10 +30,10 @@ matrix $R(h)$ of raw network outputs: $L$ is its lower triangle with the diagona
     M = L @ L.transpose(1, 2) + alpha * torch.eye(h.shape[-1], dtype=h.dtype, device=h.device)
     W = U - U.transpose(1, 2)
     return -((M + W) @ grad_V.unsqueeze(-1)).squeeze(-1) + g(h)''',
-    visible_tests='''from mldyn_lite.selfcheck import check_onsager_field
+    visible_tests="""from mldyn_lite.selfcheck import check_onsager_field
 
-print(check_onsager_field(onsager_field))''',
-    hidden_tests='''_raw = torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
+print(check_onsager_field(onsager_field))""",
+    hidden_tests="""_raw = torch.tensor([[1.0, 2.0], [0.5, -1.0]], dtype=torch.float64)
 _Q = torch.tensor([[2.0, 0.3], [0.3, 1.0]], dtype=torch.float64)
 _scale = torch.tensor(1.5, dtype=torch.float64, requires_grad=True)
 _h = torch.tensor([[0.4, -0.2], [1.0, 0.5], [-0.3, 0.8]], dtype=torch.float64)
@@ -47,7 +47,7 @@ assert tuple(_f.shape) == (3, 2) and torch.allclose(_f, _expected.T.detach(), at
 _f.sum().backward()
 assert _scale.grad is not None and abs(_scale.grad.item() - (_expected.sum() / 1.5).item()) < 1e-10, (
     "hidden case 'the field stays differentiable in the parameters of V (create_graph=True)' failed: "
-    f"d(sum f)/d(scale) expected {(_expected.sum() / 1.5).item():.6f}, got {_scale.grad}")''',
+    f"d(sum f)/d(scale) expected {(_expected.sum() / 1.5).item():.6f}, got {_scale.grad}")""",
     mistake='''def onsager_field(R, potential, g, alpha, h):
     """W = U^T - U: the antisymmetric part with the wrong sign."""
     h = h if h.requires_grad else h.detach().requires_grad_(True)
@@ -80,10 +80,10 @@ committor $q(x)$ (probability to reach $B$ before $A$) solves $kT\,q'' - V' q' =
     density = np.exp(exponent - exponent.max())  # the factor e^{max V/kT} cancels in the ratio: no overflow
     cumulative = np.concatenate([[0.0], np.cumsum(0.5 * (density[1:] + density[:-1]) * np.diff(grid))])
     return np.interp(x, grid, cumulative / cumulative[-1])''',
-    visible_tests='''from mldyn_lite.selfcheck import check_committor
+    visible_tests="""from mldyn_lite.selfcheck import check_committor
 
-print(check_committor(committor_1d))''',
-    hidden_tests='''_x = np.array([0.5, -0.5, 0.9, 0.0, -0.9])
+print(check_committor(committor_1d))""",
+    hidden_tests="""_x = np.array([0.5, -0.5, 0.9, 0.0, -0.9])
 _c, _kT = 1.5, 0.4
 _expected = (np.exp(_c * _x / _kT) - np.exp(-_c / _kT)) / (np.exp(_c / _kT) - np.exp(-_c / _kT))
 _q = np.asarray(committor_1d(lambda s: _c * s, -1.0, 1.0, _kT, _x))
@@ -94,7 +94,7 @@ with np.errstate(over="ignore", invalid="ignore"):
     _q = np.asarray(committor_1d(lambda s: 100 * (s**2 - 1) ** 2, -1.0, 1.0, 0.1, np.array([0.0, -0.5, 0.5])))
 assert np.all(np.isfinite(_q)) and abs(_q[0] - 0.5) < 1e-4 and abs(_q[1] + _q[2] - 1) < 1e-4, (
     "hidden case 'a barrier V/kT = 1000 on [-1, 1] (symmetric, so q(0) = 1/2 and q(-x) + q(x) = 1)' failed: "
-    f"got q(0), q(-0.5), q(0.5) = {_q.tolist()} (does exp overflow?)")''',
+    f"got q(0), q(-0.5), q(0.5) = {_q.tolist()} (does exp overflow?)")""",
     mistake='''def committor_1d(V, a, b, kT, x):
     """e^{-V/kT}: the Boltzmann weight instead of its inverse."""
     grid = np.linspace(a, b, 4001)
@@ -129,13 +129,13 @@ $kT\,\tau'' - V'\tau' = -1$ with $\tau'(a) = 0$ and $\tau(b) = 0$.
     outer_density = np.exp(potential) * inner
     outer = np.concatenate([[0.0], np.cumsum(0.5 * (outer_density[1:] + outer_density[:-1]) * step)])
     return np.interp(x, grid, (outer[-1] - outer) / kT)''',
-    visible_tests='''_x = np.array([0.0, 0.5, 1.0, 2.0])
+    visible_tests="""_x = np.array([0.0, 0.5, 1.0, 2.0])
 _tau = np.asarray(mean_first_passage_time_1d(lambda s: 0 * s, 0.0, 2.0, 0.5, _x))
 _expected = (4.0 - _x**2) / (2 * 0.5)
 assert _tau.shape == (4,) and np.allclose(_tau, _expected, rtol=1e-4, atol=1e-8), (
     f"free diffusion on [0, 2], kT = 0.5: expected ((b-a)^2 - (x-a)^2) / (2 kT) = {_expected.tolist()}, "
-    f"got {np.round(_tau, 5).tolist()}")''',
-    hidden_tests='''_c, _kT, _a, _b = 2.0, 0.5, -1.0, 1.0
+    f"got {np.round(_tau, 5).tolist()}")""",
+    hidden_tests="""_c, _kT, _a, _b = 2.0, 0.5, -1.0, 1.0
 _x = np.array([0.7, -1.0, 0.0, -0.4])
 _expected = ((_kT / _c) * (np.exp(_c * (_b - _a) / _kT) - np.exp(_c * (_x - _a) / _kT)) - (_b - _x)) / _c
 _tau = np.asarray(mean_first_passage_time_1d(lambda s: _c * s, _a, _b, _kT, _x))
@@ -146,7 +146,7 @@ _expected = ((_kT / -_c) * (np.exp(-_c * (_b - _a) / _kT) - np.exp(-_c * (_x - _
 _tau = np.asarray(mean_first_passage_time_1d(lambda s: -_c * s, _a, _b, _kT, _x))
 assert np.allclose(_tau, _expected, rtol=1e-4), (
     "hidden case 'downhill to b: V = -2x on [-1, 1], kT = 0.5' failed: "
-    f"expected {np.round(_expected, 4).tolist()}, got {np.round(_tau, 4).tolist()}")''',
+    f"expected {np.round(_expected, 4).tolist()}, got {np.round(_tau, 4).tolist()}")""",
     mistake='''def mean_first_passage_time_1d(V, a, b, kT, x):
     """The signs of the two exponents swapped."""
     grid = np.linspace(a, b, 4001)

@@ -20,7 +20,7 @@ In a graded notebook, ``grading_mode(True)`` (or ``MLDYN_GRADING=1`` in the envi
 check raise :class:`SelfCheckFailed`, an ``AssertionError`` with the same message, so that "Run all" stops
 there and the autograder marks the cell wrong; in the book it stays off and the message is printed.
 
-The checks live in one module per chapter (:mod:`.ch1` … :mod:`.ch4`); :mod:`._framework` holds the
+The checks live in one module per chapter (``selfcheck.ch1`` … ``selfcheck.ch4``); ``selfcheck._framework`` holds the
 registry, the cases and the result. Adding a check for another exercise: in the chapter's module, write
 ``check_<something>(fn)`` that builds a list of ``(description, case)`` pairs, where ``case()`` calls
 ``fn`` and raises :class:`CaseFailed` with ``expected``, ``got`` and ``hint`` when the answer is wrong,
@@ -46,6 +46,19 @@ from .ch2 import *  # noqa: F403
 from .ch3 import *  # noqa: F403
 from .ch4 import *  # noqa: F403
 
-__all__ = ["CHECKS", "CaseFailed", "CheckResult", "SelfCheckFailed", "check", "describe", "diagnose", "exercise_check",
-           "grading_mode", "run_cases",
-           *ch1.__all__, *ch2.__all__, *ch3.__all__, *ch4.__all__]
+__all__ = [
+    "CHECKS",
+    "CaseFailed",
+    "CheckResult",
+    "SelfCheckFailed",
+    "check",
+    "describe",
+    "diagnose",
+    "exercise_check",
+    "grading_mode",
+    "run_cases",
+    *ch1.__all__,
+    *ch2.__all__,
+    *ch3.__all__,
+    *ch4.__all__,
+]

@@ -19,6 +19,20 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+__all__ = [
+    "CHECKS",
+    "GRADING_ENVIRONMENT_VARIABLE",
+    "CaseFailed",
+    "CheckResult",
+    "SelfCheckFailed",
+    "check",
+    "describe",
+    "diagnose",
+    "exercise_check",
+    "grading_mode",
+    "run_cases",
+]
+
 CHECKS: dict[str, Callable] = {}
 GRADING_ENVIRONMENT_VARIABLE = "MLDYN_GRADING"
 _grading: bool | None = None  # None: follow the environment variable
@@ -44,12 +58,14 @@ def grading_mode(on=_QUERY) -> bool:
 
 def exercise_check(label: str):
     """Register a check function under an exercise label, for :func:`check`."""
+
     def register(function: Callable) -> Callable:
         if label in CHECKS:
             raise ValueError(f"a self-check for {label} exists already: {CHECKS[label].__name__}")
         CHECKS[label] = function
         function.exercise = label
         return function
+
     return register
 
 
@@ -61,6 +77,7 @@ def check(label: str, function) -> CheckResult:
 
 
 # --- the framework ------------------------------------------------------------------------------
+
 
 class SelfCheckFailed(AssertionError):
     """A self-check failed in grading mode; the message is the check's report (case, expected, got, hint)."""
@@ -98,12 +115,14 @@ class CheckResult:
     def __str__(self) -> str:
         if self.passed:
             return f"✓ {self.exercise}: {self.function} passed all {self.cases} checks."
-        return "\n".join([
-            f"✗ {self.exercise}: {self.function} failed check {self.failed_case} of {self.cases}: {self.case}",
-            f"  expected: {self.expected}",
-            f"  got:      {self.got}",
-            f"  hint:     {self.hint}",
-        ])
+        return "\n".join(
+            [
+                f"✗ {self.exercise}: {self.function} failed check {self.failed_case} of {self.cases}: {self.case}",
+                f"  expected: {self.expected}",
+                f"  got:      {self.got}",
+                f"  hint:     {self.hint}",
+            ]
+        )
 
     __repr__ = __str__
 
@@ -125,15 +144,26 @@ def _run_cases(exercise: str, function, cases: list[tuple[str, Callable[[], None
         try:
             case()
         except CaseFailed as failure:
-            return CheckResult(exercise, name, len(cases), False, number, description,
-                               failure.expected, failure.got, failure.hint)
+            return CheckResult(
+                exercise, name, len(cases), False, number, description, failure.expected, failure.got, failure.hint
+            )
         except NotImplementedError as exc:
-            raise NotImplementedError(f"{exercise}: {name} is not written yet ({exc}). Replace the line "
-                                      "`raise NotImplementedError(...)` by your code, then run this check again.") from None
+            raise NotImplementedError(
+                f"{exercise}: {name} is not written yet ({exc}). Replace the line "
+                "`raise NotImplementedError(...)` by your code, then run this check again."
+            ) from None
         except Exception as exc:  # the reader's code crashed: report it as a failed case, with the error
-            return CheckResult(exercise, name, len(cases), False, number, description, "no error",
-                               f"{type(exc).__name__}: {exc}",
-                               "call your function yourself with the arguments of this case and read the traceback")
+            return CheckResult(
+                exercise,
+                name,
+                len(cases),
+                False,
+                number,
+                description,
+                "no error",
+                f"{type(exc).__name__}: {exc}",
+                "call your function yourself with the arguments of this case and read the traceback",
+            )
     return CheckResult(exercise, name, len(cases), True)
 
 

@@ -39,8 +39,11 @@ def _as_array(got, expected_shape: tuple[int, ...], what: str) -> np.ndarray:
 def _unchanged(originals: dict[str, np.ndarray], passed: dict[str, np.ndarray]) -> None:
     for name, original in originals.items():
         if not np.array_equal(passed[name], original):
-            raise CaseFailed(f"{name} unchanged", f"{name} was modified in place",
-                             f"compute new arrays instead of writing into the argument {name}")
+            raise CaseFailed(
+                f"{name} unchanged",
+                f"{name} was modified in place",
+                f"compute new arrays instead of writing into the argument {name}",
+            )
 
 
 def _close(got: np.ndarray, reference: np.ndarray) -> bool:
@@ -49,6 +52,7 @@ def _close(got: np.ndarray, reference: np.ndarray) -> bool:
 
 
 # --- chapter 3 · notebook 3.1: the causal linear functional ------------------------------------
+
 
 def _causal_filter(rho, x, dt):
     """The reference, written as the double sum of the definition."""
@@ -83,29 +87,47 @@ def _filter_mistakes(rho, x, dt) -> list[tuple[np.ndarray, str]]:
         if 0 < k < n:
             trapezoid[:, k] -= 0.5 * dt * rho[k] * x[:, 0]
     return [
-        (_shifted_sum(rho, x, dt, lambda k, j: k + j),
-         "the sum looks into the future, x_{k+j}: a causal filter only uses the present and the past, "
-         "y_k = Δt Σ_j ρ_j x_{k-j}"),
-        (_shifted_sum(rho, x, dt, lambda k, j: k - j - 1),
-         "off by one in the lag: ρ_0 multiplies the present input x_k (lag 0), ρ_1 the input x_{k-1}, and so on"),
-        (_shifted_sum(rho, x, dt, lambda k, j: k - j + 1),
-         "off by one in the lag: ρ_j multiplies x_{k-j}, so y_k uses x_k but not x_{k+1}"),
-        (_causal_filter(rho, x, 1.0),
-         "the factor Δt is missing: y_k = Δt Σ_j ρ_j x_{k-j} is the Riemann sum of ∫ ρ(s) x_{t-s} ds"),
-        (_shifted_sum(rho, x, dt, lambda k, j: k - (n - 1 - j)),
-         "the kernel is reversed, ρ_{n-1-j} instead of ρ_j: torch.nn.functional.conv1d and np.correlate compute a "
-         "cross-correlation — flip ρ first, or use np.convolve"),
-        (dt * full[:, (n - 1) // 2:(n - 1) // 2 + length] if length >= n else None,
-         "np.convolve(..., mode='same') centres the kernel, so part of it looks into the future: take "
-         "np.convolve(x_row, rho)[:length], the first `length` entries of the full convolution"),
-        (dt * full[:, n - 1:n - 1 + length] if length >= n else None,
-         "these are the last `length` entries of the full convolution (shifted by n_lags - 1): take the first "
-         "`length` entries, np.convolve(x_row, rho)[:length]"),
-        (circular,
-         "the convolution wraps around (np.roll, or an FFT without zero padding): the first outputs pick up inputs "
-         "from the end of the sequence — inputs before time 0 count as zero"),
-        (trapezoid,
-         "these are trapezoidal weights (Δt/2 at the ends of the sum): use the Riemann sum, weight Δt for every lag"),
+        (
+            _shifted_sum(rho, x, dt, lambda k, j: k + j),
+            "the sum looks into the future, x_{k+j}: a causal filter only uses the present and the past, "
+            "y_k = Δt Σ_j ρ_j x_{k-j}",
+        ),
+        (
+            _shifted_sum(rho, x, dt, lambda k, j: k - j - 1),
+            "off by one in the lag: ρ_0 multiplies the present input x_k (lag 0), ρ_1 the input x_{k-1}, and so on",
+        ),
+        (
+            _shifted_sum(rho, x, dt, lambda k, j: k - j + 1),
+            "off by one in the lag: ρ_j multiplies x_{k-j}, so y_k uses x_k but not x_{k+1}",
+        ),
+        (
+            _causal_filter(rho, x, 1.0),
+            "the factor Δt is missing: y_k = Δt Σ_j ρ_j x_{k-j} is the Riemann sum of ∫ ρ(s) x_{t-s} ds",
+        ),
+        (
+            _shifted_sum(rho, x, dt, lambda k, j: k - (n - 1 - j)),
+            "the kernel is reversed, ρ_{n-1-j} instead of ρ_j: torch.nn.functional.conv1d and np.correlate compute a "
+            "cross-correlation — flip ρ first, or use np.convolve",
+        ),
+        (
+            dt * full[:, (n - 1) // 2 : (n - 1) // 2 + length] if length >= n else None,
+            "np.convolve(..., mode='same') centres the kernel, so part of it looks into the future: take "
+            "np.convolve(x_row, rho)[:length], the first `length` entries of the full convolution",
+        ),
+        (
+            dt * full[:, n - 1 : n - 1 + length] if length >= n else None,
+            "these are the last `length` entries of the full convolution (shifted by n_lags - 1): take the first "
+            "`length` entries, np.convolve(x_row, rho)[:length]",
+        ),
+        (
+            circular,
+            "the convolution wraps around (np.roll, or an FFT without zero padding): the first outputs pick up inputs "
+            "from the end of the sequence — inputs before time 0 count as zero",
+        ),
+        (
+            trapezoid,
+            "these are trapezoidal weights (Δt/2 at the ends of the sum): use the Riemann sum, weight Δt for every lag",
+        ),
     ]
 
 
@@ -130,9 +152,12 @@ def _check_filter_case(causal_filter, rho, x, dt, reference=None):
         raise CaseFailed(f"shape {(batch, length)} (the shape of x)", f"shape {got.shape}", hint)
     if not _close(got, reference):
         mistakes = [(answer, hint) for answer, hint in _filter_mistakes(rho, x, dt) if answer is not None]
-        hint = diagnose(got, mistakes,
-                        "compute y_0 and y_1 by hand: y_0 = Δt ρ_0 x_0, y_1 = Δt (ρ_0 x_1 + ρ_1 x_0), and lags "
-                        "j > k or j ≥ n_lags contribute nothing")
+        hint = diagnose(
+            got,
+            mistakes,
+            "compute y_0 and y_1 by hand: y_0 = Δt ρ_0 x_0, y_1 = Δt (ρ_0 x_1 + ρ_1 x_0), and lags "
+            "j > k or j ≥ n_lags contribute nothing",
+        )
         raise CaseFailed(describe(reference), describe(got), hint)
 
 
@@ -155,17 +180,28 @@ def check_causal_filter(causal_filter) -> CheckResult:
     responses = np.zeros((2, 9))
     responses[0, :5] = 0.4 * rho_impulse
     responses[1, 3:8] = 0.4 * rho_impulse
-    return run_cases("ex-ch3-causal-filter", causal_filter, [
-        ("a kernel of 6 lags on a batch of 3 random sequences of length 10, Δt = 0.5",
-         lambda: _check_filter_case(causal_filter, rho_short, x_short, 0.5)),
-        ("a kernel of 12 lags, longer than the sequences (batch of 2, length 7), Δt = 0.2",
-         lambda: _check_filter_case(causal_filter, rho_long, x_long, 0.2)),
-        ("unit impulses at times 0 and 3 (length 9), Δt = 0.4: the outputs are Δt ρ, starting at the impulse",
-         lambda: _check_filter_case(causal_filter, rho_impulse, impulses, 0.4, reference=responses)),
-    ])
+    return run_cases(
+        "ex-ch3-causal-filter",
+        causal_filter,
+        [
+            (
+                "a kernel of 6 lags on a batch of 3 random sequences of length 10, Δt = 0.5",
+                lambda: _check_filter_case(causal_filter, rho_short, x_short, 0.5),
+            ),
+            (
+                "a kernel of 12 lags, longer than the sequences (batch of 2, length 7), Δt = 0.2",
+                lambda: _check_filter_case(causal_filter, rho_long, x_long, 0.2),
+            ),
+            (
+                "unit impulses at times 0 and 3 (length 9), Δt = 0.4: the outputs are Δt ρ, starting at the impulse",
+                lambda: _check_filter_case(causal_filter, rho_impulse, impulses, 0.4, reference=responses),
+            ),
+        ],
+    )
 
 
 # --- chapter 3 · notebook 3.2: the memory kernel of a linear RNN --------------------------------
+
 
 def _kernel(W, U, c, s):
     from scipy.linalg import expm
@@ -181,30 +217,44 @@ def _kernel_mistakes(W, U, c, s) -> list[tuple[np.ndarray, str]]:
     dt = s[1] - s[0]
     euler = np.eye(m) + W * dt
     return [
-        (_kernel(W.T, U, c, s),
-         "this is c^T e^{W^T s} U (W transposed, or c and U swapped): the hidden state solves dh/dt = W h + U x, "
-         "so ρ(s) = c^T e^{Ws} U"),
-        (np.array([c @ np.exp(W * lag) @ U for lag in s]),
-         "np.exp acts entry by entry: the matrix exponential e^{Ws} is scipy.linalg.expm(W * s)"),
-        (np.array([c @ np.linalg.matrix_power(euler, j) @ U for j in range(s.size)]),
-         "(I + WΔt)^k is forward Euler's approximation of e^{W kΔt}, only first-order accurate: use the exact "
-         "matrix exponential scipy.linalg.expm(W * s_k)"),
-        (_kernel(-W, U, c, s),
-         "the sign of the exponent: dh/dt = W h + U x gives e^{+Ws}; W itself is stable (eigenvalues with "
-         "negative real part), so ρ decays"),
-        (_kernel(W, U, c, np.arange(s.size)),
-         "the exponent uses the index k instead of the lag s_k: evaluate e^{W s_k} at the lags given in s"),
-        (np.array([c @ np.linalg.matrix_power(expm(W * dt), j) @ U for j in range(s.size)]),
-         "powers of e^{WΔt} give the kernel only on a uniform grid s_k = kΔt starting at 0: the lags in s are "
-         "arbitrary, evaluate e^{W s_k} at each of them"),
-        (np.array([c @ expm(W) @ U * lag for lag in s]),
-         "the lag belongs inside the exponential: e^{Ws}, not s e^{W}"),
-        (np.array([c @ expm(W * lag) for lag in s]),
-         "U is missing: ρ(s) = c^T e^{Ws} U is one number per lag (U of shape (m,) on the right)"),
-        (np.array([expm(W * lag) @ U for lag in s]),
-         "the read-out c is missing: ρ(s) = c^T e^{Ws} U is one number per lag (c^T on the left)"),
-        (np.array([expm(W * lag) for lag in s]),
-         "this is e^{Ws} itself: multiply by c^T on the left and U on the right"),
+        (
+            _kernel(W.T, U, c, s),
+            "this is c^T e^{W^T s} U (W transposed, or c and U swapped): the hidden state solves dh/dt = W h + U x, "
+            "so ρ(s) = c^T e^{Ws} U",
+        ),
+        (
+            np.array([c @ np.exp(W * lag) @ U for lag in s]),
+            "np.exp acts entry by entry: the matrix exponential e^{Ws} is scipy.linalg.expm(W * s)",
+        ),
+        (
+            np.array([c @ np.linalg.matrix_power(euler, j) @ U for j in range(s.size)]),
+            "(I + WΔt)^k is forward Euler's approximation of e^{W kΔt}, only first-order accurate: use the exact "
+            "matrix exponential scipy.linalg.expm(W * s_k)",
+        ),
+        (
+            _kernel(-W, U, c, s),
+            "the sign of the exponent: dh/dt = W h + U x gives e^{+Ws}; W itself is stable (eigenvalues with "
+            "negative real part), so ρ decays",
+        ),
+        (
+            _kernel(W, U, c, np.arange(s.size)),
+            "the exponent uses the index k instead of the lag s_k: evaluate e^{W s_k} at the lags given in s",
+        ),
+        (
+            np.array([c @ np.linalg.matrix_power(expm(W * dt), j) @ U for j in range(s.size)]),
+            "powers of e^{WΔt} give the kernel only on a uniform grid s_k = kΔt starting at 0: the lags in s are "
+            "arbitrary, evaluate e^{W s_k} at each of them",
+        ),
+        (np.array([c @ expm(W) @ U * lag for lag in s]), "the lag belongs inside the exponential: e^{Ws}, not s e^{W}"),
+        (
+            np.array([c @ expm(W * lag) for lag in s]),
+            "U is missing: ρ(s) = c^T e^{Ws} U is one number per lag (U of shape (m,) on the right)",
+        ),
+        (
+            np.array([expm(W * lag) @ U for lag in s]),
+            "the read-out c is missing: ρ(s) = c^T e^{Ws} U is one number per lag (c^T on the left)",
+        ),
+        (np.array([expm(W * lag) for lag in s]), "this is e^{Ws} itself: multiply by c^T on the left and U on the right"),
     ]
 
 
@@ -224,8 +274,9 @@ def _check_kernel_case(memory_kernel, W, U, c, s, reference=None):
         hint = diagnose(got, _kernel_mistakes(W, U, c, s), default)
         raise CaseFailed(f"shape {(n,)} (the shape of s)", f"shape {got.shape}", hint)
     if not _close(got, reference):
-        hint = diagnose(got, _kernel_mistakes(W, U, c, s),
-                        "check ρ(0) = c·U first, then one lag by hand with scipy.linalg.expm(W * s_k)")
+        hint = diagnose(
+            got, _kernel_mistakes(W, U, c, s), "check ρ(0) = c·U first, then one lag by hand with scipy.linalg.expm(W * s_k)"
+        )
         raise CaseFailed(describe(reference), describe(got), hint)
 
 
@@ -250,18 +301,35 @@ def check_memory_kernel(memory_kernel) -> CheckResult:
     s_5 = np.array([0.0, 0.15, 0.9, 1.3, 2.2, 3.7, 5.5])
     mu, u_1, c_1 = 0.7, 1.6, -0.8
     s_1 = np.array([0.0, 0.5, 1.25, 4.0])
-    return run_cases("ex-ch3-rnn-kernel", memory_kernel, [
-        ("m = 3 hidden units, a stable non-normal W, 12 lags s = 0, 0.25, …, 2.75",
-         lambda: _check_kernel_case(memory_kernel, W_3, U_3, c_3, s_3)),
-        ("m = 5 with oscillating modes (complex eigenvalues of W), 7 irregular lags between 0 and 5.5",
-         lambda: _check_kernel_case(memory_kernel, W_5, U_5, c_5, s_5)),
-        ("one hidden unit, W = [[-0.7]], U = [1.6], c = [-0.8]: ρ(s) = c U e^{-0.7 s} at s = 0, 0.5, 1.25, 4",
-         lambda: _check_kernel_case(memory_kernel, np.array([[-mu]]), np.array([u_1]), np.array([c_1]), s_1,
-                                    reference=c_1 * u_1 * np.exp(-mu * s_1))),
-    ])
+    return run_cases(
+        "ex-ch3-rnn-kernel",
+        memory_kernel,
+        [
+            (
+                "m = 3 hidden units, a stable non-normal W, 12 lags s = 0, 0.25, …, 2.75",
+                lambda: _check_kernel_case(memory_kernel, W_3, U_3, c_3, s_3),
+            ),
+            (
+                "m = 5 with oscillating modes (complex eigenvalues of W), 7 irregular lags between 0 and 5.5",
+                lambda: _check_kernel_case(memory_kernel, W_5, U_5, c_5, s_5),
+            ),
+            (
+                "one hidden unit, W = [[-0.7]], U = [1.6], c = [-0.8]: ρ(s) = c U e^{-0.7 s} at s = 0, 0.5, 1.25, 4",
+                lambda: _check_kernel_case(
+                    memory_kernel,
+                    np.array([[-mu]]),
+                    np.array([u_1]),
+                    np.array([c_1]),
+                    s_1,
+                    reference=c_1 * u_1 * np.exp(-mu * s_1),
+                ),
+            ),
+        ],
+    )
 
 
 # --- chapter 3 · notebook 3.2: tensorisation ranks of a kernel ---------------------------------
+
 
 def _ranks(unfoldings, tol, relative=True):
     ranks = []
@@ -277,17 +345,21 @@ def _rank_mistakes(rho, K, tol) -> list[tuple[list[int], str]]:
     correct = [least_first.reshape(2**k, -1) for k in range(1, K)]
     most_first = [rho.reshape(2**k, -1) for k in range(1, K)]
     return [
-        (_ranks(most_first, tol),
-         "the digits are in the wrong order: rho.reshape((2,) * K) puts the most significant digit b_{K-1} first; "
-         "transpose the axes (or reshape in Fortran order) so that axis k is b_k, least significant first"),
-        (_ranks(correct, 1e-3),
-         "the tolerance is hard-coded to 1e-3: use the argument tol"),
-        (_ranks(correct, tol, relative=False),
-         "the tolerance is absolute: count the singular values above tol times the largest singular value "
-         "of that unfolding"),
-        ([int(np.linalg.matrix_rank(matrix)) for matrix in correct],
-         "these are exact ranks (np.linalg.matrix_rank): count only the singular values above tol times the "
-         "largest one"),
+        (
+            _ranks(most_first, tol),
+            "the digits are in the wrong order: rho.reshape((2,) * K) puts the most significant digit b_{K-1} first; "
+            "transpose the axes (or reshape in Fortran order) so that axis k is b_k, least significant first",
+        ),
+        (_ranks(correct, 1e-3), "the tolerance is hard-coded to 1e-3: use the argument tol"),
+        (
+            _ranks(correct, tol, relative=False),
+            "the tolerance is absolute: count the singular values above tol times the largest singular value "
+            "of that unfolding",
+        ),
+        (
+            [int(np.linalg.matrix_rank(matrix)) for matrix in correct],
+            "these are exact ranks (np.linalg.matrix_rank): count only the singular values above tol times the largest one",
+        ),
     ]
 
 
@@ -298,17 +370,23 @@ def _check_ranks_case(unfolding_ranks, rho, K, tol, reference):
     got = _as_array(got, (K - 1,), "the list of ranks")
     if got.shape != (K - 1,):
         if got.ndim == 1 and got.size in (K, K + 1):
-            hint = ("one rank per cut k = 1, …, K-1: the unfoldings at k = 0 and k = K have a single row or column, "
-                    "so their rank is always 1 and they are left out")
+            hint = (
+                "one rank per cut k = 1, …, K-1: the unfoldings at k = 0 and k = K have a single row or column, "
+                "so their rank is always 1 and they are left out"
+            )
         else:
             hint = "return a list of K - 1 integers, the rank of the unfolding for each k = 1, …, K-1"
         raise CaseFailed(f"{K - 1} ranks, for k = 1, …, {K - 1}", f"shape {got.shape}: {describe(got)}", hint)
     if not np.array_equal(got, reference):
-        hint = diagnose(got, _rank_mistakes(rho, K, tol),
-                        "for each k, reshape the 2 × … × 2 tensor T[b_0, …, b_{K-1}] into a (2^k, 2^{K-k}) matrix "
-                        "(rows: b_0 … b_{k-1}), take its singular values and count those above tol times the largest")
-        raise CaseFailed(f"ranks {list(reference)}", f"ranks {[int(r) if float(r).is_integer() else float(r) for r in got]}",
-                         hint)
+        hint = diagnose(
+            got,
+            _rank_mistakes(rho, K, tol),
+            "for each k, reshape the 2 × … × 2 tensor T[b_0, …, b_{K-1}] into a (2^k, 2^{K-k}) matrix "
+            "(rows: b_0 … b_{k-1}), take its singular values and count those above tol times the largest",
+        )
+        raise CaseFailed(
+            f"ranks {list(reference)}", f"ranks {[int(r) if float(r).is_integer() else float(r) for r in got]}", hint
+        )
 
 
 @exercise_check("ex-ch3-unfolding-ranks")
@@ -330,11 +408,21 @@ def check_unfolding_ranks(unfolding_ranks) -> CheckResult:
     separable = rng.standard_normal(8)[s_6 % 8] * 0.9 ** (s_6 // 8)
     polynomial = 1e-5 * (1.0 + np.arange(32)) ** -1.1
     delay = delay_kernel(45, 7)
-    return run_cases("ex-ch3-unfolding-ranks", unfolding_ranks, [
-        ("K = 6, ρ(s) = f(s mod 8) · 0.9^(s // 8) with random f: low and high digits separate at k = 3, tol = 1e-3",
-         lambda: _check_ranks_case(unfolding_ranks, separable, 6, 1e-3, [2, 2, 1, 1, 1])),
-        ("K = 5, a small polynomial kernel 1e-5 · (1 + s)^-1.1, tol = 1e-2",
-         lambda: _check_ranks_case(unfolding_ranks, polynomial, 5, 1e-2, tensorisation_ranks(polynomial, 5, 1e-2))),
-        ("K = 7, the delay y_t = x_{t-45}: rank 1 at every cut",
-         lambda: _check_ranks_case(unfolding_ranks, delay, 7, 1e-3, [1] * 6)),
-    ])
+    return run_cases(
+        "ex-ch3-unfolding-ranks",
+        unfolding_ranks,
+        [
+            (
+                "K = 6, ρ(s) = f(s mod 8) · 0.9^(s // 8) with random f: low and high digits separate at k = 3, tol = 1e-3",
+                lambda: _check_ranks_case(unfolding_ranks, separable, 6, 1e-3, [2, 2, 1, 1, 1]),
+            ),
+            (
+                "K = 5, a small polynomial kernel 1e-5 · (1 + s)^-1.1, tol = 1e-2",
+                lambda: _check_ranks_case(unfolding_ranks, polynomial, 5, 1e-2, tensorisation_ranks(polynomial, 5, 1e-2)),
+            ),
+            (
+                "K = 7, the delay y_t = x_{t-45}: rank 1 at every cut",
+                lambda: _check_ranks_case(unfolding_ranks, delay, 7, 1e-3, [1] * 6),
+            ),
+        ],
+    )
