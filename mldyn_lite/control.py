@@ -197,7 +197,7 @@ def hamiltonian_x_gradient(
 def costates(
     states: torch.Tensor, weights: torch.Tensor, biases: torch.Tensor, terminal_costate: torch.Tensor, delta: float = 0.25
 ) -> torch.Tensor:
-    r"""Backward costate recursion :math:`p_N = ` ``terminal_costate``, :math:`p_n = \nabla_x H_n(x_n, p_{n+1}, \theta_n)`.
+    r"""Backward costate recursion :math:`p_N =` ``terminal_costate``, :math:`p_n = \nabla_x H_n(x_n, p_{n+1}, \theta_n)`.
 
     ``states`` is the output of :func:`resnet_states`, shape ``(N+1, S, d)``; returns costates of the
     same shape. With ``terminal_costate`` :math:`= -\partial J/\partial x_N` (see
@@ -300,7 +300,7 @@ def objective(
     delta: float = 0.25,
     regularization: float = 0.0,
 ) -> torch.Tensor:
-    r""":math:`J(\theta) = ` ``loss_fn(x_N, y)`` :math:`+ \lambda\sum_n(\|W_n\|^2 + \|b_n\|^2)`."""
+    r""":math:`J(\theta) =` ``loss_fn(x_N, y)`` :math:`+ \lambda\sum_n(\|W_n\|^2 + \|b_n\|^2)`."""
     check_callable("loss_fn", loss_fn)
     regularization = check_float("regularization", regularization, nonnegative=True)
     xN = resnet_states(x0, weights, biases, delta)[-1]

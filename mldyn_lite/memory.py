@@ -212,7 +212,7 @@ def smoothing_weights(width: float = 3.0) -> np.ndarray:
 
 
 def white_noise_functional(rho, n: int, length: int, dt: float = 1.0, seed: int = 0, device=None, dtype=torch.float32):
-    r"""Inputs :math:`x_k = \xi_k/\sqrt{\Delta t}` (discretised white noise) and outputs :math:`y = ` :func:`apply_kernel`.
+    r"""Inputs :math:`x_k = \xi_k/\sqrt{\Delta t}` (discretised white noise) and outputs :math:`y =` :func:`apply_kernel`.
 
     With this scaling the output variance is :math:`\Delta t \sum_j \rho_j^2 \approx \int \rho^2`,
     and the expected squared error of a linear model with kernel :math:`\hat\rho` is

@@ -477,7 +477,7 @@ def controller_aware_pgd(
 
 def constant_schedule(steps: int, k: int, eps: float, step_factor: float = 2.5) -> list[tuple[int, float]]:
     r"""PGD-:math:`K` adversarial training for ``steps`` outer steps: :math:`(K, \alpha)` with
-    :math:`\alpha = ` ``step_factor`` :math:`\cdot\varepsilon/K` at every step (Madry et al.'s rule
+    :math:`\alpha =` ``step_factor`` :math:`\cdot\varepsilon/K` at every step (Madry et al.'s rule
     :math:`\alpha = 2.5\varepsilon/K`). ``k = 0`` gives plain training (:math:`\alpha` is then unused and set to 0)."""
     steps = check_int("steps", steps, minimum=1)
     k = check_int("k", k, minimum=0)
@@ -488,7 +488,7 @@ def constant_schedule(steps: int, k: int, eps: float, step_factor: float = 2.5) 
 
 def annealed_schedule(steps: int, k_start: int, k_end: int, eps: float, step_factor: float = 2.5) -> list[tuple[int, float]]:
     r"""Annealed schedule (Amata): :math:`K_n` grows linearly from ``k_start`` to ``k_end`` over ``steps`` outer steps
-    (rounded to integers), the step size shrinks as :math:`\alpha_n = ` ``step_factor`` :math:`\cdot\varepsilon/K_n`:
+    (rounded to integers), the step size shrinks as :math:`\alpha_n =` ``step_factor`` :math:`\cdot\varepsilon/K_n`:
     a coarse inner solver early in training, an accurate one late."""
     steps = check_int("steps", steps, minimum=1)
     k_start = check_int("k_start", k_start, minimum=1)
