@@ -1,4 +1,4 @@
-"""Do the defaults of ``fit_committor`` reach the accuracy pages 4.3 and 4.4 promise? Writes COMMITTOR_DEFAULTS.md.
+"""Do the defaults of ``fit_committor`` reach the accuracy pages 4.4 and 4.5 promise? Writes COMMITTOR_DEFAULTS.md.
 
     python3 benchmarks/committor_defaults.py             # d = 2 and d = 10, seeds 0, 1, 2 (a few minutes of CPU)
     python3 benchmarks/committor_defaults.py --dims 2    # one setting
@@ -7,7 +7,7 @@
 For each setting (dimension d, all other options at their defaults, the reader's settings of the
 pages) the network committor of Mueller–Brown at kT = 10 is trained once per seed and compared
 with the finite-volume reference (135 × 135 cells; in d = 10 the exact committor equals the 2-D
-one, see page 4.4). The FINAL (returned) model is measured, never the best one seen during
+one, see page 4.5). The FINAL (returned) model is measured, never the best one seen during
 training. Reported: the median, min and max over the seeds of the relative L2 errors in the
 low-energy region (V − V_min < 130) and the transition region (0.3 < q < 0.7), and of the
 process CPU time of the training (``time.process_time``, one torch thread), which is not inflated

@@ -1,4 +1,4 @@
-"""Time the 4.3 committor panel's update function directly.
+"""Time the 4.4 committor panel's update function directly.
 
     .venv/bin/python benchmarks/committor_panel_time.py
 

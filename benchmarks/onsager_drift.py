@@ -1,7 +1,7 @@
-"""OnsagerNet against an unconstrained MLP field of equal size on the reduced RBC data of notebook 4.2, over seeds.
+"""OnsagerNet against an unconstrained MLP field of equal size on the reduced RBC data of notebook 4.3, over seeds.
 
 The search behind the claim "OnsagerNet stays bounded where an MLP drifts" (issue 15, section 2): the
-data, model and training settings of notebook 4.2, section 5 (m = 5, one-step pairs, 1500 steps), for
+data, model and training settings of notebook 4.3 (m = 5, one-step pairs, 1500 steps), for
 seeds 0..N-1 of the weight initialisation and the minibatches. For each seed and model: the held-out
 trajectory error E(T), the wrong-end-state count, and long runs from 20 starts on each of the spheres
 of 2x and 5x the data radius (escaped = beyond 100 data radii). Run:
@@ -29,12 +29,12 @@ from mldyn_lite.onsager import (
     wrong_end_states,
 )
 
-#: Training steps of notebook 4.2, section 5 (and of this search).
+#: Training steps of notebook 4.3 (and of this search).
 STEPS = 1500
 
 
 def rbc_pairs(m=5):
-    """The data of notebook 4.2, section 5: (times, h_start, h_next) in m principal components."""
+    """The data of notebook 4.3: (times, h_start, h_next) in m principal components."""
     system, t, x0, x1 = generate_pair_data(n_trajectories=100, t_final=12.0, n_snapshots=25, delta=1e-3, seed=1)
     pca = PCA(x0[:80].reshape(-1, system.dim), dim=m)
     return t, pca.encode(x0), pca.encode(x1)

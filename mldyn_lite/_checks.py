@@ -123,3 +123,38 @@ def check_box(box, name: str = "box"):
     if not (x0 < x1 and y0 < y1):
         raise ValueError(f"{name} must satisfy xmin < xmax and ymin < ymax, got {box!r}")
     return (x0, x1), (y0, y1)
+
+
+def resolve_options(cls: type, options, overrides: dict, caller: str, aliases: dict | None = None):
+    """The options of a trainer: ``options`` (an instance of the dataclass ``cls``, or ``None`` for the
+    defaults) with ``overrides`` (keyword arguments named like its fields, or like ``aliases``) applied."""
+    import dataclasses
+
+    if options is None:
+        options = cls()
+    elif not isinstance(options, cls):
+        raise TypeError(f"options must be a {cls.__name__}, got {type(options).__name__}")
+    if not overrides:
+        return options
+    fields = {f.name for f in dataclasses.fields(cls)}
+    renamed = {}
+    for key, value in overrides.items():
+        name = (aliases or {}).get(key, key)
+        if name not in fields:
+            known = ", ".join(sorted(fields))
+            raise TypeError(f"{caller}() got an unexpected keyword argument {key!r}; options are {known}")
+        renamed[name] = value
+    return dataclasses.replace(options, **renamed)
+
+
+def resolve_generator(seed, generator, device) -> tuple[torch.Generator, int | None]:
+    """For trainers: ``generator`` if given (the seed is then reported as ``None``),
+    else a new one on ``device`` seeded with ``seed`` (:func:`mldyn_lite.numerics.generator`)."""
+    from .numerics import generator as new_generator
+
+    if generator is None:
+        seed = check_int("seed", seed, minimum=0)
+        return new_generator(seed, device), seed
+    if not isinstance(generator, torch.Generator):
+        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
+    return generator, None

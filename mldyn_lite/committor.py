@@ -41,7 +41,6 @@ the harmonic coordinates.
 from __future__ import annotations
 
 import copy
-import dataclasses
 import math
 import time
 from collections.abc import Callable
@@ -52,7 +51,17 @@ import scipy.sparse as sp
 import scipy.sparse.linalg as spla
 import torch
 
-from ._checks import check_array, check_box, check_callable, check_choice, check_float, check_int, check_tensor
+from ._checks import (
+    check_array,
+    check_box,
+    check_callable,
+    check_choice,
+    check_float,
+    check_int,
+    check_tensor,
+    resolve_generator,
+    resolve_options,
+)
 from .numerics import device_of, mlp
 from .numerics import generator as new_generator
 from .runtime import get_device
@@ -640,7 +649,7 @@ def variational_loss(
 
 @dataclass(frozen=True)
 class CommittorOptions:
-    r"""Settings of :func:`fit_committor` (the defaults reach the accuracy stated on pages 4.3 and 4.4).
+    r"""Settings of :func:`fit_committor` (the defaults reach the accuracy stated on pages 4.4 and 4.5).
 
     ``width``, ``depth``
         Hidden layers of the :class:`CommittorNet` (the published shape: two layers of 50).
@@ -779,30 +788,10 @@ def fit_committor(
     if not isinstance(sampler, BoltzmannSampler):
         raise TypeError(f"sampler must be a BoltzmannSampler, got {type(sampler).__name__}")
     _check_states(state_a, state_b, sampler.box)
-    if options is None:
-        options = CommittorOptions()
-    elif not isinstance(options, CommittorOptions):
-        raise TypeError(f"options must be a CommittorOptions, got {type(options).__name__}")
-    if overrides:
-        fields = {f.name for f in dataclasses.fields(CommittorOptions)}
-        renamed = {}
-        for key, value in overrides.items():
-            name = _ALIASES.get(key, key)
-            if name not in fields:
-                raise TypeError(
-                    f"fit_committor() got an unexpected keyword argument {key!r}; options are {', '.join(sorted(fields))}"
-                )
-            renamed[name] = value
-        options = dataclasses.replace(options, **renamed)
+    options = resolve_options(CommittorOptions, options, overrides, "fit_committor", _ALIASES)
     if callback is not None:
         check_callable("callback", callback)
-    if generator is None:
-        seed = check_int("seed", seed, minimum=0)
-        generator = new_generator(seed, sampler.device)
-    elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    else:
-        seed = None
+    generator, seed = resolve_generator(seed, generator, sampler.device)
     o = options
     start = time.process_time()
     net = CommittorNet(sampler.dim, o.width, o.depth, generator=generator).to(device=sampler.device, dtype=sampler.dtype)

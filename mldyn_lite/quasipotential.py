@@ -39,7 +39,16 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ._checks import check_array, check_box, check_callable, check_float, check_int, check_tensor
+from ._checks import (
+    check_array,
+    check_box,
+    check_callable,
+    check_float,
+    check_int,
+    check_tensor,
+    resolve_generator,
+    resolve_options,
+)
 from .numerics import generator as new_generator
 from .numerics import mlp
 from .runtime import get_device
@@ -274,7 +283,7 @@ class DecompositionOptions:
     ``orthogonality`` is :math:`\lambda`; the returned model is an exponential moving average of
     the weights with factor ``ema``; the loss is recorded every ``record_every`` steps.
     ``selection`` (:math:`\kappa`), ``anchors`` (the attractors) and ``one_sided`` add the
-    selection term of :func:`decomposition_loss`; off by default (page 4.4 shows that, at the
+    selection term of :func:`decomposition_loss`; off by default (page 4.6 shows that, at the
     book's budget, :math:`\kappa` moves the Maier–Stein barrier instead of selecting it).
     """
 
@@ -359,29 +368,8 @@ def fit_decomposition(
     target = _points("target", target)
     if target.shape != x.shape:
         raise ValueError(f"target must have the shape of x {tuple(x.shape)}, got {tuple(target.shape)}")
-    if options is None:
-        options = DecompositionOptions()
-    elif not isinstance(options, DecompositionOptions):
-        raise TypeError(f"options must be a DecompositionOptions, got {type(options).__name__}")
-    if overrides:
-        fields = {f.name for f in dataclasses.fields(DecompositionOptions)}
-        renamed = {}
-        for key, value in overrides.items():
-            name = "batch_size" if key == "batch" else key
-            if name not in fields:
-                raise TypeError(
-                    f"fit_decomposition() got an unexpected keyword argument {key!r}; "
-                    f"options are {', '.join(sorted(fields))}"
-                )
-            renamed[name] = value
-        options = dataclasses.replace(options, **renamed)
-    if generator is None:
-        seed = check_int("seed", seed, minimum=0)
-        generator = new_generator(seed, x.device)
-    elif not isinstance(generator, torch.Generator):
-        raise TypeError(f"generator must be a torch.Generator, got {type(generator).__name__}")
-    else:
-        seed = None
+    options = resolve_options(DecompositionOptions, options, overrides, "fit_decomposition", {"batch": "batch_size"})
+    generator, seed = resolve_generator(seed, generator, x.device)
     o = options
     start = time.process_time()
     model = DecompositionNet(o.width, o.depth, mirror=o.mirror, generator=generator).to(device=x.device, dtype=x.dtype)

@@ -659,6 +659,14 @@ def adversarial_training(
     )
 
 
+def _evaluation_attack(model, x, y, eps, steps, step_size, norm, seed) -> torch.Tensor:
+    """The PGD attack of :func:`robust_accuracy` and :func:`robust_loss` (random start, default step 2.5 eps / steps)."""
+    eps = check_float("eps", eps, positive=True)
+    steps = check_int("steps", steps, minimum=1)
+    step_size = 2.5 * eps / steps if step_size is None else step_size
+    return pgd(model, x, y, eps, step_size, steps, norm=norm, random_start=True, seed=seed)
+
+
 def robust_accuracy(
     model: nn.Module,
     x: torch.Tensor,
@@ -672,10 +680,7 @@ def robust_accuracy(
 ) -> float:
     """Accuracy under a PGD attack (``steps`` steps, ``step_size`` default ``2.5 eps / steps``, random start
     seeded by ``seed``)."""
-    eps = check_float("eps", eps, positive=True)
-    steps = check_int("steps", steps, minimum=1)
-    step_size = 2.5 * eps / steps if step_size is None else step_size
-    adversarial = pgd(model, x, y, eps, step_size, steps, norm=norm, random_start=True, seed=seed)
+    adversarial = _evaluation_attack(model, x, y, eps, steps, step_size, norm, seed)
     with torch.no_grad():
         return accuracy(model(adversarial), y)
 
@@ -693,10 +698,7 @@ def robust_loss(
 ) -> float:
     r"""Mean cross-entropy at the PGD attack of :func:`robust_accuracy` (same arguments): an estimate of the
     robust loss :math:`\mathbb E\max_{\|\delta\|\le\varepsilon}\ell(F(x+\delta), y)` from below."""
-    eps = check_float("eps", eps, positive=True)
-    steps = check_int("steps", steps, minimum=1)
-    step_size = 2.5 * eps / steps if step_size is None else step_size
-    adversarial = pgd(model, x, y, eps, step_size, steps, norm=norm, random_start=True, seed=seed)
+    adversarial = _evaluation_attack(model, x, y, eps, steps, step_size, norm, seed)
     with torch.no_grad():
         return float(F.cross_entropy(model(adversarial), y))
 

@@ -27,6 +27,12 @@ def execute(path: Path, store: bool = False, timeout: int = 600) -> float:
     os.environ.update(BOOK_ENV)
     nb = nbformat.read(path, as_version=4)
     client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
+    if not store:
+        # Without a frontend, nbclient mimics each ipywidgets Output widget and sends its state back to the
+        # kernel on the shell channel while it waits on that channel for the cell's reply; now and then the
+        # reply is then only seen when the cell's timeout expires (jupyter/nbclient#312), which costs the whole
+        # timeout. When the outputs are not stored, a live panel's output can go to the cell instead.
+        client.widget_registry = {}
     start = time.perf_counter()
     client.execute()
     seconds = time.perf_counter() - start

@@ -1,4 +1,4 @@
-"""The Rayleigh–Bénard Galerkin solver, and the claims of notebook 4.2 (PCA and OnsagerNet on convection data)."""
+"""The Rayleigh–Bénard Galerkin solver, and the claims of notebooks 4.2 and 4.3 (PCA and OnsagerNet on convection data)."""
 
 import numpy as np
 import pytest
@@ -260,7 +260,7 @@ def test_solution_finer_resolution_reaches_the_same_steady_rolls(rbc):
 
 
 # ----------------------------------------------------------------------------------------------------
-# Notebook 4.2, section 5: the published set-up (one-step pairs, m = 5), before and after, MLP of equal size
+# Notebook 4.3: the published set-up (one-step pairs, m = 5), before and after, MLP of equal size
 # ----------------------------------------------------------------------------------------------------
 
 from mldyn_lite.boussinesq import generate_pair_data  # noqa: E402
@@ -268,10 +268,12 @@ from mldyn_lite.onsager import (  # noqa: E402
     FitOptions,
     StandardizedField,
     boundedness,
+    count_parameters,
     fit_vector_field,
     fixed_points,
     mlp_of_equal_size,
     pair_data,
+    published_onsagernet,
     trajectory_error,
     wrong_end_states,
 )
@@ -293,7 +295,7 @@ def test_pair_data_partners_are_one_short_step_later():
 
 @pytest.fixture(scope="module")
 def section5():
-    """The data and the three models of notebook 4.2, section 5, with its settings."""
+    """The data and the three models of notebook 4.3, with its settings."""
     system, t, x0, x1 = generate_pair_data(n_trajectories=100, t_final=12.0, n_snapshots=25, delta=1e-3, seed=1)
     pca = PCA(x0[:80].reshape(-1, system.dim), dim=5)
     h_start, h_next = pca.encode(x0), pca.encode(x1)
@@ -318,7 +320,7 @@ def section5():
 
 @pytest.mark.claim(
     "ch4-rbc-recipe-improves",
-    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    page="notebooks/ch4/03_rbc_published_setup",
     anchor="ch4-rbc-trajectory-error",
     statement=(
         "On the reduced RBC data stored as one-step pairs (m = 5, 20 held-out trajectories), training "
@@ -341,7 +343,7 @@ def test_one_step_recipe_improves_on_the_derivative_recipe(section5):
 
 @pytest.mark.claim(
     "ch4-rbc-fixed-points",
-    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    page="notebooks/ch4/03_rbc_published_setup",
     anchor="ch4-rbc-fixed-points",
     statement=(
         "Newton's method from the data's end states finds fixed points of the learned OnsagerNet within 5 % "
@@ -368,7 +370,7 @@ def test_learned_fixed_points_sit_near_the_data_steady_states(section5):
 
 @pytest.mark.claim(
     "ch4-mlp-drift",
-    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    page="notebooks/ch4/03_rbc_published_setup",
     anchor="ch4-mlp-drift",
     statement=(
         "From 20 starts on each of the spheres of 2x and 5x the data radius, OnsagerNet (before and after) "
@@ -390,7 +392,7 @@ def test_onsagernet_stays_bounded_where_the_mlp_drifts(section5):
 
 @pytest.mark.claim(
     "ch4-mlp-drift-seeds",
-    page="notebooks/ch4/02_rayleigh_benard_reduction",
+    page="notebooks/ch4/03_rbc_published_setup",
     anchor="ch4-mlp-drift",
     statement=(
         "Over 10 seeds (initialisation and minibatches) of the section-5 setting, the MLP of equal size "
@@ -416,3 +418,13 @@ def test_mlp_drift_over_ten_seeds():
             escaped[name] += sum(run["far_escaped"]) > 0
     assert escaped["OnsagerNet"] == 0
     assert escaped["MLP"] >= 8, escaped
+
+
+def test_solution_published_architecture_is_larger_and_has_no_boundedness_certificate():
+    """Notebook 4.3, ex-ch4-published-architecture: for m = 5 the published OnsagerNet (ReQUr, free linear force)
+    has more parameters than the book's variant, and the certificate of bounded trajectories holds only for the variant."""
+    published = published_onsagernet(5, seed=0)
+    variant = OnsagerNet(5, 24, beta=1.0, seed=0)
+    assert count_parameters(published) > count_parameters(variant)
+    assert not published.bounded_by_construction()
+    assert variant.bounded_by_construction()

@@ -1,4 +1,4 @@
-"""Claims of notebooks 4.3 (committor functions) and 4.4 (high dimension), asserted through mldyn_lite.committor."""
+"""Claims of notebooks 4.4 (committor functions) and 4.5 (high dimension), asserted through mldyn_lite.committor."""
 
 import math
 
@@ -36,7 +36,7 @@ def test_reference_solution_is_a_committor(reference):
 
 @pytest.mark.claim(
     "ch4-fv-second-order",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-fv-reference",
     statement=(
         "The finite-volume committor of Mueller-Brown (kT = 10) converges at second order (fitted order 2.09 "
@@ -63,7 +63,7 @@ def test_grid_convergence_mueller_brown(reference, fine):
 
 @pytest.mark.claim(
     "ch4-fv-rugged",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-fv-reference",
     statement=(
         "On the rugged Mueller-Brown potential (kT = 20) n = 135 and n = 405 agree to 2.2e-4 with the rim "
@@ -97,7 +97,7 @@ def test_symmetric_double_well_gives_one_half_on_the_symmetry_line():
 
 @pytest.mark.claim(
     "ch4-fv-plain-solver",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-fv-reference",
     statement=("The page's 20-line staircase solver agrees with the package's solver to 8.8e-5 where V - V_min < 130"),
     number="8.8e-05",
@@ -131,7 +131,7 @@ def test_notebook_plain_solver_agrees_with_the_package(reference):
 
 @pytest.mark.claim(
     "ch4-arrhenius",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-fv-reference",
     statement=(
         "The barrier from A over saddle 1 is 106.0; the slope of log k_AB against 1/kT for kT = 6..10 is "
@@ -168,7 +168,7 @@ def langevin_from_a():
 
 @pytest.mark.claim(
     "ch4-langevin-misses-band",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-nn-committor",
     statement=("None of 20000 Langevin samples from A (200 walkers, 0.5 time units each, kT = 10) lies in 0.3 < q < 0.7"),
     number="0 of 20000",
@@ -183,7 +183,7 @@ def test_langevin_samples_miss_the_transition_band(reference, langevin_from_a):
 
 @pytest.mark.claim(
     "ch4-crossings",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-nn-committor",
     statement=(
         "Two of the 200 walkers reach q > 1/2, and both go on to B (two transitions), where the rate predicts "
@@ -210,7 +210,7 @@ def test_langevin_crossings_are_transitions(reference, fine, langevin_from_a):
 
 @pytest.mark.claim(
     "ch4-uniform-band",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-nn-committor",
     statement=(
         "Uniform samples below the energy cut-off put 8.9% of the batch in the band 0.3 < q < 0.7, carrying a"
@@ -253,7 +253,7 @@ def test_variational_loss_matches_its_definition():
 
 @pytest.mark.claim(
     "ch4-committor-fv",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ch4-nn-committor",
     statement=(
         "The neural-network committor with the defaults (final, weight-averaged network) matches the finite-"
@@ -275,7 +275,7 @@ def test_network_committor_2d_matches_the_reference(reference):
 
 @pytest.mark.claim(
     "ch4-committor-10d",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/05_rare_events_in_high_dimension",
     anchor="ch4-committor-10d",
     statement=(
         "In d = 10 (Mueller-Brown plus 8 stiff harmonic coordinates, cylinder states) the network committor "
@@ -472,7 +472,7 @@ def test_cpu_and_cuda_agree(reference):
 
 @pytest.mark.claim(
     "ch4-committor-1d-grid",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ex-ch4-committor-1d",
     statement=(
         "For a double well with disk states the grid committor on the axis follows the 1-D formula closely "
@@ -482,7 +482,7 @@ def test_cpu_and_cuda_agree(reference):
     tolerance="both 0.5 +- 1e-3 at x = 0; 0.01 < largest difference < 0.05",
 )
 def test_solution_double_well_grid_committor_follows_the_one_dimensional_formula():
-    """Notebook 4.3, ex-ch4-committor-1d: for V = (x^2 - 1)^2 at kT = 0.5 with disks of radius 0.25 at (-+1.2, 0)
+    """Notebook 4.4, ex-ch4-committor-1d: for V = (x^2 - 1)^2 at kT = 0.5 with disks of radius 0.25 at (-+1.2, 0)
     (120 cells per side), the grid committor on the axis follows the 1-D formula q ~ int e^{V/kT} between the points
     -0.95, 0.95 where the disks meet the axis "closely but not exactly" (largest difference 0.035 at x = -+0.6), both
     equal to 1/2 at x = 0."""
@@ -508,7 +508,7 @@ def test_solution_double_well_grid_committor_follows_the_one_dimensional_formula
 
 @pytest.mark.claim(
     "ch4-penalty-small",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ex-ch4-penalty",
     statement=(
         "With a fixed small penalty (0.03) q settles near 0.984 on B and the error in the B basin is a nearly"
@@ -521,7 +521,7 @@ def test_solution_double_well_grid_committor_follows_the_one_dimensional_formula
     ),
 )
 def test_solution_small_fixed_penalty_shrinks_the_contrast(reference):
-    """Notebook 4.3, ex-ch4-penalty: with lambda = 0.03 throughout (the other options at their defaults), q on B
+    """Notebook 4.4, ex-ch4-penalty: with lambda = 0.03 throughout (the other options at their defaults), q on B
     settles near 0.984 and the error in the B basin is a nearly uniform offset, -0.0151 +- 0.0013 where the
     reference exceeds 0.95; the low-energy error is 0.0211."""
     sampler = cm.BoltzmannSampler(cm.mueller_brown, kT=KT, device="cpu")
@@ -538,7 +538,7 @@ def test_solution_small_fixed_penalty_shrinks_the_contrast(reference):
 
 @pytest.mark.claim(
     "ch4-penalty-large",
-    page="notebooks/ch4/03_committor_functions",
+    page="notebooks/ch4/04_committor_functions",
     anchor="ex-ch4-penalty",
     statement=(
         "With a fixed penalty of 1 the boundary values are right but the band is learned slowly: after the "
@@ -552,7 +552,7 @@ def test_solution_small_fixed_penalty_shrinks_the_contrast(reference):
     ),
 )
 def test_solution_large_fixed_penalty_learns_the_band_slowly(reference):
-    """Notebook 4.3, ex-ch4-penalty: with lambda = 1 throughout the boundary values are right, but after the same
+    """Notebook 4.4, ex-ch4-penalty: with lambda = 1 throughout the boundary values are right, but after the same
     number of Adam steps (polish_steps=0) the errors are 0.0633 and 0.219, against 0.0111 and 0.0303 with the
     growing penalty (the page prints those before its polish)."""
     sampler = cm.BoltzmannSampler(cm.mueller_brown, kT=KT, device="cpu")
@@ -568,7 +568,7 @@ def test_solution_large_fixed_penalty_learns_the_band_slowly(reference):
 
 @pytest.mark.claim(
     "ch4-balls",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/05_rare_events_in_high_dimension",
     anchor="ex-ch4-balls",
     statement=(
         "Under pi the eight harmonic coordinates have |(x_3..x_10)| ~ 0.45, so a ball of radius 0.1 holds "
@@ -578,7 +578,7 @@ def test_solution_large_fixed_penalty_learns_the_band_slowly(reference):
     tolerance="rms norm within 2% of 0.45; fraction in the ball < 1e-3; chi2_8 cdf within 10% of 6e-5",
 )
 def test_solution_balls_in_ten_dimensions_are_almost_never_visited():
-    """Notebook 4.4, ex-ch4-balls: under pi the harmonic coordinates have standard deviation 0.05 sqrt(10) ~ 0.16,
+    """Notebook 4.5, ex-ch4-balls: under pi the harmonic coordinates have standard deviation 0.05 sqrt(10) ~ 0.16,
     so |(x_3, ..., x_10)| is typically 0.16 sqrt(8) ~ 0.45, far outside a radius of 0.1, and the ball holds
     P(chi2_8 < (0.1/0.158)^2 = 0.4) ~ 6e-5 of the states."""
     sampler = cm.BoltzmannSampler(cm.mueller_brown, kT=KT, dim=10, device="cpu")
@@ -604,7 +604,7 @@ def test_committor_defaults_file_was_written_by_the_current_script():
 
 @pytest.mark.claim(
     "ch4-tempered-ess",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/05_rare_events_in_high_dimension",
     anchor="ch4-committor-10d",
     statement=(
         "Reweighting Gaussian coordinates sampled at T' = rT keeps the effective sample fraction "

@@ -1,4 +1,4 @@
-"""Claims of notebook 4.4 (quasipotentials), asserted through mldyn_lite.quasipotential."""
+"""Claims of notebook 4.6 (quasipotentials), asserted through mldyn_lite.quasipotential."""
 
 import math
 
@@ -38,7 +38,7 @@ def test_known_drift_has_the_stated_decomposition():
 
 @pytest.mark.claim(
     "ch4-increment-noise",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/06_quasipotentials",
     anchor="ch4-quasipotentials",
     statement=("Finite-difference drift estimates carry noise of rms sqrt(2 eps / dt) = 0.142"),
     number="0.142",
@@ -71,7 +71,7 @@ def test_decomposition_loss_matches_its_definition(known_fit):
 
 @pytest.mark.claim(
     "ch4-quasipotential-known",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/06_quasipotentials",
     anchor="ch4-quasipotentials",
     statement=(
         "On the rotating double well the learned decomposition gives U within 3.3% (relative L2), "
@@ -107,7 +107,7 @@ def test_learned_decomposition_of_the_known_system(known_fit):
 
 @pytest.mark.claim(
     "ch4-gmam-straight-line",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/06_quasipotentials",
     anchor="ch4-quasipotentials",
     statement=("The geometric action of the straight line from (-1, 0) to the saddle of the rotating double well is 0.6036"),
     number="0.6036",
@@ -124,7 +124,7 @@ def test_geometric_action_matches_its_definition():
 
 @pytest.mark.claim(
     "ch4-maier-stein-map",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/06_quasipotentials",
     anchor="ch4-maier-stein",
     statement=(
         "Minimum action from (-1, 0) to the saddle: 0.500 for beta = 1 and 3 (path on the axis), 0.3402 for "
@@ -156,7 +156,7 @@ def _barriers(model):
 
 @pytest.mark.claim(
     "ch4-maier-stein-learned",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/06_quasipotentials",
     anchor="ch4-maier-stein",
     statement=(
         "On Maier-Stein (beta = 10) the learned barrier is 0.199 against the minimum action 0.340 (42% low): "
@@ -176,7 +176,7 @@ def test_maier_stein_decomposition_falls_short_at_this_budget(maier_stein_data):
 
 @pytest.mark.claim(
     "ch4-maier-stein-remedies",
-    page="notebooks/ch4/04_high_dimension_and_quasipotentials",
+    page="notebooks/ch4/06_quasipotentials",
     anchor="ch4-maier-stein",
     statement=(
         "Neither remedy selects the quasipotential: a mirror-symmetric network gives 0.0587; a selection term"

@@ -11,7 +11,7 @@ from notebook_cells import solution_function
 
 # --- ex-ch4-committor-1d: the notebook's solution, and typical mistakes -------------------------
 
-committor_1d = solution_function("ch4/03_committor_functions.ipynb", "committor_1d")
+committor_1d = solution_function("ch4/04_committor_functions.ipynb", "committor_1d")
 
 
 def trapezoid_committor(V, a, b, kT, x, sign=1.0, n=4001, normalise=True):

@@ -64,7 +64,7 @@ COMMITTOR = Problem(
     label="ex-ch4-committor-1d",
     title="The committor in one dimension",
     kind="derive and implement",
-    book_notebook="notebooks/ch4/03_committor_functions.ipynb",
+    book_notebook="notebooks/ch4/04_committor_functions.ipynb",
     statement=r"""For $dX = -V'(X)\,dt + \sqrt{2kT}\,dW$ on the line with $A = (-\infty, a]$ and $B = [b, \infty)$ the
 committor $q(x)$ (probability to reach $B$ before $A$) solves $kT\,q'' - V' q' = 0$, $q(a) = 0$, $q(b) = 1$.
 

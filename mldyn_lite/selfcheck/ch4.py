@@ -1,6 +1,6 @@
 r"""Self-checks of chapter 4.
 
-* :func:`check_committor` — ex-ch4-committor-1d (notebook 4.3): the committor of the overdamped
+* :func:`check_committor` — ex-ch4-committor-1d (notebook 4.4): the committor of the overdamped
   Langevin dynamics :math:`dX = -V'(X)\,dt + \sqrt{2kT}\,dW` on the line between :math:`A = (-\infty, a]`
   and :math:`B = [b, \infty)`,
   :math:`q(x) = \int_a^x e^{V(s)/kT}ds \big/ \int_a^b e^{V(s)/kT}ds`;
@@ -22,7 +22,7 @@ from ._framework import CaseFailed, CheckResult, describe, diagnose, exercise_ch
 __all__ = ["check_committor", "check_onsager_field"]
 
 
-# --- chapter 4 · notebook 4.3: the committor in one dimension ----------------------------------
+# --- chapter 4 · notebook 4.4: the committor in one dimension ----------------------------------
 
 #: The answer must match the reference to this absolute accuracy (a trapezoidal rule on a few
 #: thousand points, or scipy.integrate.quad, gets there easily).
@@ -144,7 +144,7 @@ def _check_committor_case(committor_1d, V, a, b, kT, x, reference=None):
 
 @exercise_check("ex-ch4-committor-1d")
 def check_committor(committor_1d) -> CheckResult:
-    r"""Check ``committor_1d(V, a, b, kT, x)`` of notebook 4.3.
+    r"""Check ``committor_1d(V, a, b, kT, x)`` of notebook 4.4.
 
     ``V`` is a vectorised potential (numpy array in, array of the same shape out), ``a < b`` the
     boundaries of :math:`A = (-\infty, a]` and :math:`B = [b, \infty)`, ``kT > 0`` the temperature and
