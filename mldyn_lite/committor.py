@@ -678,10 +678,11 @@ class CommittorOptions:
         far more evenly than random ones (which L-BFGS would overfit), and the quasi-Newton steps reach the
         directions the loss barely weights, at the rim of the low-energy region. Every 10 iterations the
         loss is evaluated on a second, independently scrambled sample of the same kind; the polish stops at
-        the first rise of that check loss and returns the network of its lowest value. In d = 2 the check
-        loss falls throughout; in d = 10 the ~300 effective points cannot pin down the eight harmonic
-        directions, the fixed sample is overfitted after a few dozen iterations, and the check stops it
-        there. ``polish_steps=0`` skips the polish.
+        the first rise of that check loss and returns the network of its lowest value. In d = 10 the few
+        hundred effective points of a sample cannot pin down the eight harmonic directions on their own: a
+        sample of 16,384 points is overfitted after a few dozen iterations; with 65,536 points and the
+        check, the polish helps in both d = 2 and d = 10 (``benchmarks/COMMITTOR_DEFAULTS.md``).
+        ``polish_steps=0`` skips the polish.
     """
 
     width: int = 50
@@ -697,7 +698,7 @@ class CommittorOptions:
     average_from: float = 0.6
     normalise: str = "batch"
     record_every: int = 10
-    polish_steps: int = 100
+    polish_steps: int = 150
     polish_points: int = 65536
 
     def __post_init__(self):
