@@ -7,6 +7,7 @@ was expected, instead of failing later deep inside torch or numpy.
 
 from __future__ import annotations
 
+import dataclasses
 import numbers
 from collections.abc import Callable
 
@@ -128,8 +129,6 @@ def check_box(box, name: str = "box"):
 def resolve_options(cls: type, options, overrides: dict, caller: str, aliases: dict | None = None):
     """The options of a trainer: ``options`` (an instance of the dataclass ``cls``, or ``None`` for the
     defaults) with ``overrides`` (keyword arguments named like its fields, or like ``aliases``) applied."""
-    import dataclasses
-
     if options is None:
         options = cls()
     elif not isinstance(options, cls):
