@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """The book's two commands. Needs nothing but Python >= 3.10.
 
-    python3 dev.py book   # install what is needed, execute every notebook, build _build/html
+    python3 dev.py book   # install what is needed, execute every notebook (two at a time), build _build/html
     python3 dev.py test   # install what is needed, run unit tests, nbval (strict), the PDF, the -W -n book build,
                           # the built site in headless Chromium (when Debian's chromium is installed),
                           # JupyterLab's live sliders in headless Chromium, and test-oldest
@@ -37,6 +37,9 @@ BOOK_ENV = {
     "PYDEVD_DISABLE_FILE_VALIDATION": "1",
 }
 BUILD = ["jupyter-book", "build", ".", "-W", "-n", "--keep-going"]
+#: Before BUILD: every notebook executed, two at a time (one per core of a 2-core machine), into the cache that the
+#: build reads (_config.yml: execute_notebooks: cache); jupyter-book itself would run one at a time.
+EXECUTE_FOR_BUILD = ["scripts/execute_notebooks.py", "--book-cache", "_build/.jupyter_cache", "--jobs", "2"]
 BROWSER_TEST = "tests/test_site_browser.py"  # needs the built site: runs after BUILD
 API_PAGES_TEST = "tests/test_api_reference.py"  # its built-site half runs again after BUILD (skipped before it)
 PDF_TEST = "tests/test_pdf.py"  # needs the PDF: runs after scripts/build_pdf.py
@@ -209,6 +212,7 @@ def execute_in_parallel(python: str, notebooks: list[Path], jobs: int) -> list[P
 def book() -> None:
     ensure_environment()
     start = time.perf_counter()
+    run(str(BIN / "python"), *EXECUTE_FOR_BUILD)
     run(*BUILD)
     print(f"\nBook built in {time.perf_counter() - start:.0f} s. Open: {ROOT / '_build' / 'html' / 'index.html'}")
 
@@ -247,6 +251,7 @@ def test() -> None:
     run(python, "scripts/build_pdf.py", "--if-tex")
     run(python, "-m", "pytest", "-ra", PDF_TEST)
     # the book build turns any warning (broken reference, dropped output, failed cell, CDN asset) into a failure
+    run(python, *EXECUTE_FOR_BUILD)
     run(*BUILD)
     # the site just built, in headless Chromium with no network (skipped, with the reason, without Chromium)
     # and every public name on its module's API page in that site

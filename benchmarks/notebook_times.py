@@ -9,21 +9,22 @@ thread, seeded). The table gives the median [min–max] wall time of the runs
 (wall time, because the budget is what a reader waits for), records the
 machine, its load average before and after, the package versions and the
 date, and flags notebooks whose median is over the 90 s budget. With ``--parallel N`` it then
-executes the whole book once more, N notebooks at a time (each in its own process and kernel, one
-torch thread each), and records that run's wall time from the first start to the last finish: what a
-machine with N cores takes for the whole book when it uses them all. Run it inside the book's
+executes the whole book once more as ``python3 dev.py book`` does (N = 2 there: N notebooks at a
+time, each in its own kernel with one torch thread), and records that run's wall time from the first
+start to the last finish, which is what the 10-minute book budget on a 2-core machine is checked
+against. The table's sum adds up the one-at-a-time runs (one core alone). Run it inside the book's
 environment (``.venv/bin/python benchmarks/notebook_times.py``).
 """
 
 from __future__ import annotations
 
 import argparse
-import concurrent.futures
 import datetime
 import os
 import platform
 import statistics
 import sys
+import tempfile
 import time
 from importlib import metadata
 from pathlib import Path
@@ -31,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from execute_notebooks import execute  # noqa: E402
+from execute_notebooks import execute, fill_book_cache  # noqa: E402
 
 BUDGET_PER_NOTEBOOK = 90.0
 BUDGET_BOOK = 600.0
@@ -75,12 +76,15 @@ def versions() -> str:
 
 
 def whole_book_wall_time(paths: list[Path], jobs: int) -> float:
-    """Execute every notebook, ``jobs`` at a time in separate processes; the wall time from start to finish."""
-    start = time.perf_counter()
-    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs) as pool:
-        for path, seconds in zip(paths, pool.map(execute, paths)):
-            print(f"{seconds:7.1f} s  (with {jobs} at a time)  {path.relative_to(ROOT)}", flush=True)
-    return time.perf_counter() - start
+    """Execute every notebook as the book build does (``fill_book_cache``: ``jobs`` at a time, each in its own
+    kernel, into a jupyter-cache, here a temporary one); the wall time from the first start to the last finish."""
+    with tempfile.TemporaryDirectory() as folder:
+        start = time.perf_counter()
+        failed = fill_book_cache(paths, Path(folder) / "cache", jobs)
+        seconds = time.perf_counter() - start
+    if failed:
+        raise RuntimeError(f"notebooks failed: {failed}")
+    return seconds
 
 
 def main(argv: list[str]) -> int:
@@ -106,15 +110,20 @@ def main(argv: list[str]) -> int:
         print(f"{seconds:7.1f} s{spread}  {path.relative_to(ROOT)}", flush=True)
 
     load_end = load_average()
-    book_status = "within" if total <= BUDGET_BOOK else "**over**"
     parallel = []
     if args.parallel:
         wall = whole_book_wall_time(paths, args.parallel)
         wall_status = "within" if wall <= BUDGET_BOOK else "**over**"
         parallel = [
-            f"Whole book, {args.parallel} notebooks at a time (each in its own kernel, one torch thread), "
-            f"measured after the table: **{wall:.1f} s** wall time from the first start to the last finish, "
-            f"{wall_status} the 600 s book budget. The total above is the sum of one-at-a-time runs.",
+            f"Whole book, executed as `python3 dev.py book` executes it ({args.parallel} notebooks at a time, each in "
+            f"its own kernel with one torch thread), measured after the table: **{wall:.1f} s** wall time from the "
+            f"first start to the last finish, {wall_status} the 600 s book budget. The sum above adds up the "
+            "one-at-a-time runs: the time one core alone would take.",
+            "",
+        ]
+    else:
+        parallel = [
+            "The book budget (600 s on 2 cores) is checked with `--parallel 2`, which this run did not use.",
             "",
         ]
     # the 1-minute load averages before and after: above the number of cores, other work shared the machine
@@ -138,7 +147,7 @@ def main(argv: list[str]) -> int:
             "| notebook | wall time (s), median [min–max] | budget (90 s) |",
             "|---|---:|---|",
             *rows,
-            f"| **total** (of the medians) | **{total:.1f}** | {book_status} the 600 s book budget |",
+            f"| **sum** (of the medians: one core alone) | **{total:.1f}** | |",
             "",
             *parallel,
         ]

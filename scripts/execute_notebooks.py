@@ -1,16 +1,29 @@
 """Execute notebooks from scratch, the way the book build and nbval do.
 
     python3 scripts/execute_notebooks.py notebooks/ch1/*.ipynb --store
+    python3 scripts/execute_notebooks.py --book-cache _build/.jupyter_cache --jobs 2
 
 ``--store`` writes the fresh outputs back into the notebooks (they are stored
 with outputs, and nbval compares against them). Each notebook runs in its own
 folder with the reader's settings, and its wall time is printed.
+
+``--book-cache DIR`` is the first half of the book build (``python3 dev.py book``):
+it empties the jupyter-cache at DIR, executes every notebook, ``--jobs`` at a time
+(each in its own kernel with one torch thread), and stores each executed notebook
+in that cache. ``jupyter-book build`` (``execute_notebooks: cache`` in
+``_config.yml``) then finds every notebook there, unchanged since it ran, and
+renders those outputs; it executes only what it does not find. This is how the
+whole book executes on both cores of a 2-core machine: jupyter-book runs one
+notebook at a time.
 """
 
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
+import multiprocessing
 import os
+import shutil
 import sys
 import time
 from pathlib import Path
@@ -19,36 +32,121 @@ ROOT = Path(__file__).resolve().parents[1]
 BOOK_ENV = {"PLOTLY_RENDERER": "notebook_connected", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
 
 
-def execute(path: Path, store: bool = False, timeout: int = 600) -> float:
-    """Run ``path`` top to bottom in a fresh kernel; return the wall time in seconds."""
+def _output_widget_without_echo():
+    """nbclient's mimic of a frontend's Output widget, except that it does not send the captured outputs back to the
+    kernel.
+
+    nbclient already records them in the notebook's widget state (``OutputWidget.output``); sending them to the
+    kernel as well, on the shell channel while it waits on that channel for the cell's reply, now and then makes it
+    miss the reply until the cell's timeout expires (jupyter/nbclient#312). The kernel never reads them back: the
+    panels clear and fill their Output widgets from the kernel, which nbclient sees either way.
+    """
+    from nbclient.output_widget import OutputWidget
+
+    class OutputWidgetWithoutEcho(OutputWidget):
+        def sync_state(self) -> None:
+            pass
+
+    return OutputWidgetWithoutEcho
+
+
+def run(path: Path, timeout: int = 600, widgets: bool = True, record_timing: bool = True):
+    """Run ``path`` top to bottom in a fresh kernel in its own folder; return (executed notebook, wall time in s).
+
+    ``widgets``: keep what the ipywidgets panels show in the notebook's widget state, as a frontend would (for
+    outputs that are stored or rendered). Otherwise a panel's output goes to its cell.
+    ``record_timing``: write each cell's execution times into its metadata. Not for the book's cache: the cache
+    finds a notebook by its code cells and their metadata, so these must stay as they are in the source.
+    """
     import nbformat
     from nbclient import NotebookClient
 
     os.environ.update(BOOK_ENV)
     nb = nbformat.read(path, as_version=4)
-    client = NotebookClient(nb, timeout=timeout, kernel_name="python3", resources={"metadata": {"path": str(path.parent)}})
-    if not store:
-        # Without a frontend, nbclient mimics each ipywidgets Output widget and sends its state back to the
-        # kernel on the shell channel while it waits on that channel for the cell's reply; now and then the
-        # reply is then only seen when the cell's timeout expires (jupyter/nbclient#312), which costs the whole
-        # timeout. When the outputs are not stored, a live panel's output can go to the cell instead.
-        client.widget_registry = {}
+    client = NotebookClient(
+        nb,
+        timeout=timeout,
+        kernel_name="python3",
+        record_timing=record_timing,
+        resources={"metadata": {"path": str(path.parent)}},
+    )
+    client.widget_registry = {"@jupyter-widgets/output": {"OutputModel": _output_widget_without_echo()}} if widgets else {}
     start = time.perf_counter()
     client.execute()
-    seconds = time.perf_counter() - start
+    return nb, time.perf_counter() - start
+
+
+def execute(path: Path, store: bool = False, timeout: int = 600) -> float:
+    """Run ``path`` top to bottom in a fresh kernel; return the wall time in seconds (``store``: write the outputs)."""
+    import nbformat
+
+    nb, seconds = run(path, timeout=timeout, widgets=store)
     if store:
         nbformat.write(nb, path)
     return seconds
+
+
+def book_timeout() -> int:
+    """The per-cell timeout of the book build (``execute: timeout`` in ``_config.yml``)."""
+    import yaml
+
+    return int(yaml.safe_load((ROOT / "_config.yml").read_text())["execute"]["timeout"])
+
+
+def _shown(path: Path) -> str:
+    return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
+
+
+def fill_book_cache(paths: list[Path], cache_dir: Path, jobs: int) -> list[Path]:
+    """Empty the jupyter-cache at ``cache_dir``, execute ``paths`` ``jobs`` at a time and cache each result.
+
+    Returns the notebooks that failed (their error is printed); the others are in the cache.
+    """
+    from jupyter_cache import get_cache
+    from jupyter_cache.base import CacheBundleIn
+
+    # chapter 4, whose notebooks take longest, first: the two queues then end closer together
+    paths = sorted(paths, key=lambda p: p.parent.name, reverse=True)
+    if cache_dir.exists():
+        shutil.rmtree(cache_dir)
+    cache = get_cache(str(cache_dir))
+    timeout, failed = book_timeout(), []
+    spawn = multiprocessing.get_context("spawn")  # fresh workers: no threads or state inherited from the caller
+    with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
+        futures = {pool.submit(run, path, timeout, True, False): path for path in paths}
+        for future in concurrent.futures.as_completed(futures):
+            path = futures[future]
+            try:
+                nb, seconds = future.result()
+            except Exception as error:  # a cell raised or timed out: report it, go on with the others
+                failed.append(path)
+                print(f"FAILED {_shown(path)}:\n{str(error)[-4000:]}", flush=True)
+                continue
+            bundle = CacheBundleIn(nb, str(path), data={"execution_seconds": seconds})
+            cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
+            print(f"{seconds:7.1f} s  {_shown(path)}", flush=True)
+    return failed
 
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all under notebooks/)")
     parser.add_argument("--store", action="store_true", help="write the outputs back into the notebooks")
+    parser.add_argument("--book-cache", type=Path, help="execute for the book build into this jupyter-cache")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks at a time (with --book-cache)")
     args = parser.parse_args(argv)
-    paths = args.paths or sorted((ROOT / "notebooks").rglob("*.ipynb"))
+    if args.jobs < 1:
+        parser.error(f"--jobs must be >= 1, got {args.jobs}")
+    if args.book_cache and args.store:
+        parser.error("--book-cache and --store exclude each other")
+    paths = [p.resolve() for p in args.paths] or sorted((ROOT / "notebooks").rglob("*.ipynb"))
+    if args.book_cache:
+        start = time.perf_counter()
+        failed = fill_book_cache(paths, args.book_cache, args.jobs)
+        print(f"{len(paths) - len(failed)} of {len(paths)} notebooks executed in {time.perf_counter() - start:.0f} s")
+        return 1 if failed else 0
     for path in paths:
-        seconds = execute(path.resolve(), store=args.store)
+        seconds = execute(path, store=args.store)
         print(f"{seconds:7.1f} s  {path}")
     return 0
 
