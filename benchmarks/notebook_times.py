@@ -12,7 +12,7 @@ date, and flags notebooks whose median is over the 90 s budget. With ``--paralle
 executes the whole book once more as ``python3 dev.py book`` does (N = 2 there: N notebooks at a
 time, each in its own kernel with one torch thread), and records that run's wall time from the first
 start to the last finish, which is what the 10-minute book budget on a 2-core machine is checked
-against. The table's sum adds up the one-at-a-time runs (one core alone). Run it inside the book's
+against. The table's sum adds up the one-at-a-time runs (one after another). Run it inside the book's
 environment (``.venv/bin/python benchmarks/notebook_times.py``).
 """
 
@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from execute_notebooks import execute, fill_book_cache  # noqa: E402
+from execute_notebooks import execute, execute_all  # noqa: E402
 
 BUDGET_PER_NOTEBOOK = 90.0
 BUDGET_BOOK = 600.0
@@ -76,11 +76,11 @@ def versions() -> str:
 
 
 def whole_book_wall_time(paths: list[Path], jobs: int) -> float:
-    """Execute every notebook as the book build does (``fill_book_cache``: ``jobs`` at a time, each in its own
-    kernel, into a jupyter-cache, here a temporary one); the wall time from the first start to the last finish."""
+    """Execute every notebook as the book build does (``execute_all``: ``jobs`` at a time, each in its own kernel,
+    into a jupyter-cache, here a temporary one); the wall time from the first start to the last finish."""
     with tempfile.TemporaryDirectory() as folder:
         start = time.perf_counter()
-        failed = fill_book_cache(paths, Path(folder) / "cache", jobs)
+        failed = execute_all(paths, jobs, book_cache=Path(folder) / "cache")
         seconds = time.perf_counter() - start
     if failed:
         raise RuntimeError(f"notebooks failed: {failed}")
@@ -118,7 +118,7 @@ def main(argv: list[str]) -> int:
             f"Whole book, executed as `python3 dev.py book` executes it ({args.parallel} notebooks at a time, each in "
             f"its own kernel with one torch thread), measured after the table: **{wall:.1f} s** wall time from the "
             f"first start to the last finish, {wall_status} the 600 s book budget. The sum above adds up the "
-            "one-at-a-time runs: the time one core alone would take.",
+            "one-at-a-time runs: the time they take one after another.",
             "",
         ]
     else:
@@ -147,7 +147,7 @@ def main(argv: list[str]) -> int:
             "| notebook | wall time (s), median [min–max] | budget (90 s) |",
             "|---|---:|---|",
             *rows,
-            f"| **sum** (of the medians: one core alone) | **{total:.1f}** | |",
+            f"| **sum** (of the medians: one after another) | **{total:.1f}** | |",
             "",
             *parallel,
         ]

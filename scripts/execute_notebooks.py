@@ -5,7 +5,9 @@
 
 ``--store`` writes the fresh outputs back into the notebooks (they are stored
 with outputs, and nbval compares against them). Each notebook runs in its own
-folder with the reader's settings, and its wall time is printed.
+folder with the reader's settings, and its wall time is printed. Without
+``--store`` the outputs are not kept, and ``--jobs N`` runs N notebooks at a
+time (``python3 dev.py test-oldest`` does so in the oldest environment).
 
 ``--book-cache DIR`` is the first half of the book build (``python3 dev.py book``):
 it empties the jupyter-cache at DIR, executes every notebook, ``--jobs`` at a time
@@ -97,33 +99,39 @@ def _shown(path: Path) -> str:
     return str(path.relative_to(ROOT)) if path.is_relative_to(ROOT) else str(path)
 
 
-def fill_book_cache(paths: list[Path], cache_dir: Path, jobs: int) -> list[Path]:
-    """Empty the jupyter-cache at ``cache_dir``, execute ``paths`` ``jobs`` at a time and cache each result.
+def execute_all(paths: list[Path], jobs: int, book_cache: Path | None = None) -> list[Path]:
+    """Execute ``paths`` from scratch, ``jobs`` at a time, each in its own kernel; return those that failed (each
+    failure is printed, and the others go on).
 
-    Returns the notebooks that failed (their error is printed); the others are in the cache.
+    Without ``book_cache`` the outputs are not kept (as ``execute``). With it, for the book build: the widget state
+    is kept, the cells' metadata stay as in the source, the cell timeout is the book's, and each executed notebook
+    is stored in the jupyter-cache at ``book_cache``, which is emptied first.
     """
-    from jupyter_cache import get_cache
-    from jupyter_cache.base import CacheBundleIn
-
-    # chapter 4, whose notebooks take longest, first: the two queues then end closer together
+    # chapter 4, whose notebooks take longest, first: the queues then end closer together
     paths = sorted(paths, key=lambda p: p.parent.name, reverse=True)
-    if cache_dir.exists():
-        shutil.rmtree(cache_dir)
-    cache = get_cache(str(cache_dir))
-    timeout, failed = book_timeout(), []
+    cache, settings = None, (600, False, True)  # run(path, timeout, widgets, record_timing)
+    if book_cache is not None:
+        from jupyter_cache import get_cache
+        from jupyter_cache.base import CacheBundleIn
+
+        if book_cache.exists():
+            shutil.rmtree(book_cache)
+        cache, settings = get_cache(str(book_cache)), (book_timeout(), True, False)
+    failed = []
     spawn = multiprocessing.get_context("spawn")  # fresh workers: no threads or state inherited from the caller
     with concurrent.futures.ProcessPoolExecutor(max_workers=jobs, mp_context=spawn) as pool:
-        futures = {pool.submit(run, path, timeout, True, False): path for path in paths}
+        futures = {pool.submit(run, path, *settings): path for path in paths}
         for future in concurrent.futures.as_completed(futures):
             path = futures[future]
             try:
                 nb, seconds = future.result()
-            except Exception as error:  # a cell raised or timed out: report it, go on with the others
+            except Exception as error:  # a cell raised or timed out
                 failed.append(path)
                 print(f"FAILED {_shown(path)}:\n{str(error)[-4000:]}", flush=True)
                 continue
-            bundle = CacheBundleIn(nb, str(path), data={"execution_seconds": seconds})
-            cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
+            if cache is not None:
+                bundle = CacheBundleIn(nb, str(path), data={"execution_seconds": seconds})
+                cache.cache_notebook_bundle(bundle, check_validity=False, overwrite=True)
             print(f"{seconds:7.1f} s  {_shown(path)}", flush=True)
     return failed
 
@@ -133,22 +141,21 @@ def main(argv: list[str]) -> int:
     parser.add_argument("paths", nargs="*", type=Path, help="notebooks (default: all under notebooks/)")
     parser.add_argument("--store", action="store_true", help="write the outputs back into the notebooks")
     parser.add_argument("--book-cache", type=Path, help="execute for the book build into this jupyter-cache")
-    parser.add_argument("--jobs", type=int, default=1, help="notebooks at a time (with --book-cache)")
+    parser.add_argument("--jobs", type=int, default=1, help="notebooks at a time (not with --store)")
     args = parser.parse_args(argv)
     if args.jobs < 1:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
-    if args.book_cache and args.store:
-        parser.error("--book-cache and --store exclude each other")
+    if args.store and (args.book_cache or args.jobs > 1):
+        parser.error("--store executes one notebook at a time, into the notebook itself")
     paths = [p.resolve() for p in args.paths] or sorted((ROOT / "notebooks").rglob("*.ipynb"))
-    if args.book_cache:
-        start = time.perf_counter()
-        failed = fill_book_cache(paths, args.book_cache, args.jobs)
-        print(f"{len(paths) - len(failed)} of {len(paths)} notebooks executed in {time.perf_counter() - start:.0f} s")
-        return 1 if failed else 0
-    for path in paths:
-        seconds = execute(path, store=args.store)
-        print(f"{seconds:7.1f} s  {path}")
-    return 0
+    if args.store:
+        for path in paths:
+            print(f"{execute(path, store=True):7.1f} s  {_shown(path)}", flush=True)
+        return 0
+    start = time.perf_counter()
+    failed = execute_all(paths, args.jobs, book_cache=args.book_cache)
+    print(f"{len(paths) - len(failed)} of {len(paths)} notebooks executed in {time.perf_counter() - start:.0f} s")
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

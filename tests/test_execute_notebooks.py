@@ -51,7 +51,7 @@ def test_every_notebook_is_found_in_the_cache_as_myst_nb_looks_it_up(notebooks, 
     from jupyter_cache import get_cache
 
     cache_dir = tmp_path / "cache"
-    assert execute_notebooks.fill_book_cache(notebooks, cache_dir, jobs=2) == []
+    assert execute_notebooks.execute_all(notebooks, 2, book_cache=cache_dir) == []
     cache = get_cache(str(cache_dir))
     for path in notebooks:
         unexecuted = nbformat.read(path, as_version=4)  # what myst-nb reads from the source
@@ -72,12 +72,20 @@ def test_a_panel_keeps_its_output_in_the_widget_state(notebooks):
     assert not any(o.get("text") for o in nb.cells[1].outputs)  # in the panel, not under the cell
 
 
+def test_without_a_cache_every_notebook_runs_and_failures_are_returned(notebooks, tmp_path, capsys):
+    bad = write(tmp_path / "bad.ipynb", "raise ValueError('depth must be positive')")
+    assert execute_notebooks.execute_all([*notebooks, bad], 2) == [bad]
+    out = capsys.readouterr().out
+    assert "depth must be positive" in out
+    assert all(str(path) in out for path in notebooks)  # each one's time is printed
+
+
 def test_a_failing_notebook_is_reported_and_not_cached(tmp_path, capsys):
     from jupyter_cache import get_cache
 
     bad = write(tmp_path / "bad.ipynb", "raise ValueError('width must be positive')")
     cache_dir = tmp_path / "cache"
-    assert execute_notebooks.fill_book_cache([bad], cache_dir, jobs=1) == [bad]
+    assert execute_notebooks.execute_all([bad], 1, book_cache=cache_dir) == [bad]
     assert "width must be positive" in capsys.readouterr().out
     with pytest.raises(KeyError):
         get_cache(str(cache_dir)).match_cache_notebook(nbformat.read(bad, as_version=4))
