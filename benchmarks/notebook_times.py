@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from execute_notebooks import execute, execute_all  # noqa: E402
+from execute_notebooks import book_notebooks, execute, execute_all  # noqa: E402
 
 BUDGET_PER_NOTEBOOK = 90.0
 BUDGET_BOOK = 600.0
@@ -99,7 +99,7 @@ def main(argv: list[str]) -> int:
         parser.error("--parallel must be >= 0")
 
     rows, total, load_start = [], 0.0, load_average()
-    paths = sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+    paths = book_notebooks()
     for path in paths:
         runs = [execute(path) for _ in range(args.repeats)]
         seconds = statistics.median(runs)
@@ -110,7 +110,6 @@ def main(argv: list[str]) -> int:
         print(f"{seconds:7.1f} s{spread}  {path.relative_to(ROOT)}", flush=True)
 
     load_end = load_average()
-    parallel = []
     if args.parallel:
         wall = whole_book_wall_time(paths, args.parallel)
         wall_status = "within" if wall <= BUDGET_BOOK else "**over**"

@@ -88,6 +88,11 @@ def execute(path: Path, store: bool = False, timeout: int = 600) -> float:
     return seconds
 
 
+def book_notebooks() -> list[Path]:
+    """Every notebook of the book (under ``notebooks/``), without Jupyter's checkpoint copies."""
+    return sorted(p for p in (ROOT / "notebooks").rglob("*.ipynb") if ".ipynb_checkpoints" not in p.parts)
+
+
 def book_timeout() -> int:
     """The per-cell timeout of the book build (``execute: timeout`` in ``_config.yml``)."""
     import yaml
@@ -147,7 +152,7 @@ def main(argv: list[str]) -> int:
         parser.error(f"--jobs must be >= 1, got {args.jobs}")
     if args.store and (args.book_cache or args.jobs > 1):
         parser.error("--store executes one notebook at a time, into the notebook itself")
-    paths = [p.resolve() for p in args.paths] or sorted((ROOT / "notebooks").rglob("*.ipynb"))
+    paths = [p.resolve() for p in args.paths] or book_notebooks()
     if args.store:
         for path in paths:
             print(f"{execute(path, store=True):7.1f} s  {_shown(path)}", flush=True)

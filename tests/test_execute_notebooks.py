@@ -89,3 +89,11 @@ def test_a_failing_notebook_is_reported_and_not_cached(tmp_path, capsys):
     assert "width must be positive" in capsys.readouterr().out
     with pytest.raises(KeyError):
         get_cache(str(cache_dir)).match_cache_notebook(nbformat.read(bad, as_version=4))
+
+
+def test_the_build_executes_exactly_the_notebooks_of_the_table_of_contents():
+    import re
+
+    listed = set(re.findall(r"file:\s*(notebooks/\S+)", (ROOT / "_toc.yml").read_text()))
+    found = {p.relative_to(ROOT).with_suffix("").as_posix() for p in execute_notebooks.book_notebooks()}
+    assert found == listed
